@@ -1,0 +1,39 @@
+# infoae-pl: every target sets itself up (a .venv with the CPU build of torch 2.13.0).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= default
+TORCH_SPEC ?= torch==2.13.0
+# Tests run offline and never touch the user's W&B or Lightning folders.
+TEST_ENV := WANDB_MODE=offline WANDB_SILENT=true PYTHONHASHSEED=0
+
+.PHONY: install test lint reproduce-fig1 clean help
+
+help:
+	@echo "make install          create $(VENV) and install infoae-pl with its dev tools"
+	@echo "make test             install, then run the test suite"
+	@echo "make lint             ruff check"
+	@echo "make reproduce-fig1   install, then reproduce Figure 1 (PROFILE=default|paper)"
+	@echo "make clean            remove $(VENV), build artefacts and run folders"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+test: install
+	$(TEST_ENV) $(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+
+reproduce-fig1: install
+	$(VENV)/bin/infoae reproduce fig1 --profile $(PROFILE) --out reproduce/fig1
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache lightning_logs wandb

@@ -1,0 +1,131 @@
+"""The shared LightningModule: networks of the probabilistic interface, Adam, and loss bookkeeping.
+
+Family modules subclass it and implement ``loss_terms``; the base turns those terms into the loss,
+logs every term by name and stops the run with a clear message when the loss stops being finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from infoae_pl.nets import LIKELIHOODS, BernoulliMLP, GaussianMLP, check_choice, standard_normal_prior
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when a training loss becomes NaN or infinite; the message names the offending terms."""
+
+
+def check_finite_number(option: str, value: float, minimum: float | None = None) -> None:
+    """Raise a ValueError naming ``option`` unless ``value`` is finite (and at least ``minimum``)."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{option} must be a finite number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{option} must be >= {minimum}, got {value!r}")
+
+
+class LatentVariableModule(L.LightningModule):
+    """Encoder q(z|x) (Gaussian MLP), decoder p(x|z) (Bernoulli or Gaussian MLP), prior N(0, I).
+
+    Subclasses return their loss as a dict of named terms from ``loss_terms``; key ``"loss"`` is
+    the quantity minimised (nats, summed over data dimensions, averaged over the batch).
+    """
+
+    def __init__(
+        self,
+        data_dim: int = 784,
+        latent_dim: int = 50,
+        likelihood: str = "bernoulli",
+        hidden_dim: int = 1024,
+        num_hidden_layers: int = 2,
+        activation: str = "tanh",
+        init: str = "default",
+        std_transform: str = "softplus",
+        min_std: float = 1e-3,
+        lr: float = 1e-3,
+        betas: Sequence[float] = (0.9, 0.999),
+        lr_milestones: Sequence[int] = (),
+        lr_gamma: float = 0.1,
+    ) -> None:
+        super().__init__()
+        check_choice("likelihood", likelihood, LIKELIHOODS)
+        for option, value in (("data_dim", data_dim), ("latent_dim", latent_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{option} must be a positive integer, got {value!r}")
+        check_finite_number("lr", lr, minimum=0.0)
+        check_finite_number("lr_gamma", lr_gamma, minimum=0.0)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {tuple(betas)!r}")
+        if list(lr_milestones) != sorted(set(lr_milestones)) or any(m < 1 for m in lr_milestones):
+            raise ValueError(f"lr_milestones must be increasing positive step counts, got {list(lr_milestones)!r}")
+        self.save_hyperparameters()
+        net = dict(hidden_dim=hidden_dim, num_hidden_layers=num_hidden_layers, activation=activation, init=init)
+        gaussian = dict(std_transform=std_transform, min_std=min_std)
+        self.encoder = GaussianMLP(data_dim, latent_dim, **net, **gaussian)
+        if likelihood == "bernoulli":
+            self.decoder: torch.nn.Module = BernoulliMLP(latent_dim, data_dim, **net)
+        else:
+            self.decoder = GaussianMLP(latent_dim, data_dim, **net, **gaussian)
+
+    # The probabilistic interface (DESIGN.md) -------------------------------------------------
+    def prior(self) -> Distribution:
+        """p(z) = N(0, I)."""
+        return standard_normal_prior(self.hparams.latent_dim, next(self.parameters()))
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z)."""
+        return self.decoder(z)
+
+    # Training ---------------------------------------------------------------------------------
+    def coefficients(self, step: int) -> dict[str, float]:
+        """The loss's multipliers at ``step`` (schedules included), as data that stacked copies can vary."""
+        return {}
+
+    def loss_terms(self, x: Tensor, coefficients: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
+        """Named terms for the batch ``x`` (averaged over its last batch dimension); ``"loss"`` is minimised."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, coefficients: dict[str, Tensor | float] | None = None) -> dict[str, Tensor]:
+        """The loss terms of ``x``; being ``forward`` lets ``torch.func.functional_call`` stack copies."""
+        return self.loss_terms(x, coefficients)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        terms = self.loss_terms(batch[0])
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {self.global_step} ({values}); "
+                "lower the learning rate, raise min_std, or check the data"
+            )
+        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._log_eval_terms("val", batch[0])
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._log_eval_terms("test", batch[0])
+
+    def _log_eval_terms(self, stage: str, x: Tensor) -> None:
+        terms = self.loss_terms(x)
+        self.log_dict({f"{stage}/{k}": v for k, v in terms.items()}, batch_size=x.shape[0])
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas))
+        if not hp.lr_milestones:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.lr_milestones), hp.lr_gamma)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

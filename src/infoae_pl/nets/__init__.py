@@ -1,0 +1,27 @@
+"""Encoders, decoders and the probabilistic interface (``prior``/``encode``/``decode``)."""
+
+from infoae_pl.nets.heads import (
+    LIKELIHOODS,
+    STD_TRANSFORMS,
+    BernoulliMLP,
+    GaussianMLP,
+    rsample,
+    standard_normal_prior,
+)
+from infoae_pl.nets.interface import ImplicitGenerator, LatentVariableModel
+from infoae_pl.nets.mlp import ACTIVATIONS, INITS, check_choice, mlp
+
+__all__ = [
+    "ACTIVATIONS",
+    "INITS",
+    "LIKELIHOODS",
+    "STD_TRANSFORMS",
+    "BernoulliMLP",
+    "GaussianMLP",
+    "ImplicitGenerator",
+    "LatentVariableModel",
+    "check_choice",
+    "mlp",
+    "rsample",
+    "standard_normal_prior",
+]
