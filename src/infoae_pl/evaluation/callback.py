@@ -1,0 +1,299 @@
+"""The evaluation callback: likelihood, bound, MI and MMD metrics plus figures on validation and test."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchmetrics import Metric
+
+from infoae_pl.evaluation.estimators import (
+    DEFAULT_CHUNK_SIZE,
+    prior_sampled_log_likelihood,
+    quadrature_log_likelihood,
+)
+from infoae_pl.evaluation.figures import density_figure, image_grid_figure, save_figure
+from infoae_pl.evaluation.metrics import (
+    AggregatePosteriorMI,
+    BarberAgakovMI,
+    ImportanceSampledNLL,
+    LatentMMD,
+    NegativeELBO,
+    PriorSampledNLL,
+    QuadratureNLL,
+)
+
+NLL_ESTIMATORS = ("importance", "prior", "quadrature")
+_MAX_KEPT_1D = 10_000
+_DENSITY_GRID_POINTS = 400
+
+
+def _has(model: Any, method: str) -> bool:
+    return callable(getattr(model, method, None))
+
+
+def _inputs(batch: Any) -> Tensor:
+    """x from a ``(x, y)`` batch (or a bare tensor)."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+class EvaluationCallback(L.Callback):
+    """Evaluates the module on the validation/test batches it sees and logs ``{val,test}/…`` metrics.
+
+    Metrics are updated in ``on_{validation,test}_batch_end`` on the batches the loop already loaded
+    (no second pass over the data, DDP sharding and device placement come for free), so they follow
+    the trainer's validation cadence (``val_check_interval``/``check_val_every_n_epoch``,
+    ``limit_val_batches``); ``every_n_validations`` thins that further, and ``max_batches`` /
+    ``max_examples`` cap the work per evaluation (per process). Values are logged with
+    ``pl_module.log`` so checkpoints, early stopping and pruning can monitor them (on skipped
+    validations they keep their previous value). Keys: ``nll`` (by ``nll_estimator``), ``elbo``,
+    ``mi_ba`` (only when the data entropy is known), ``mi_aggregate``, ``mmd_qz_pz``. The module must
+    provide ``prior``/``encode``/``decode``; what needs a missing method (e.g. an implicit
+    generator with ``sample_x``) is skipped. Figures are written to ``<log_dir>/figures`` on rank 0
+    and sent to W&B when a ``WandbLogger`` is attached. Only dataloader 0 is evaluated.
+    """
+
+    def __init__(
+        self,
+        nll_estimator: str = "importance",
+        importance_samples: int = 5000,
+        prior_samples: int = 25_000,
+        quadrature_grid_size: int = 10_001,
+        quadrature_z_range: tuple[float, float] = (-10.0, 10.0),
+        elbo_samples: int = 1,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_batches: int | None = None,
+        max_examples: int | None = None,
+        every_n_validations: int = 1,
+        mi_max_examples: int = 2000,
+        mmd_max_examples: int = 2000,
+        data_entropy: float | None = None,
+        figures: bool = True,
+        num_figure_samples: int = 64,
+    ) -> None:
+        super().__init__()
+        if nll_estimator not in NLL_ESTIMATORS:
+            raise ValueError(f"nll_estimator must be one of {NLL_ESTIMATORS}, got {nll_estimator!r}")
+        if every_n_validations < 1:
+            raise ValueError(f"every_n_validations must be >= 1, got {every_n_validations}")
+        for name, cap in (("max_batches", max_batches), ("max_examples", max_examples)):
+            if cap is not None and cap < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {cap}")
+        self.nll_estimator = nll_estimator
+        self.importance_samples = importance_samples
+        self.prior_samples = prior_samples
+        self.quadrature_grid_size = quadrature_grid_size
+        self.quadrature_z_range = tuple(quadrature_z_range)
+        self.elbo_samples = elbo_samples
+        self.chunk_size = chunk_size
+        self.max_batches = max_batches
+        self.max_examples = max_examples
+        self.every_n_validations = every_n_validations
+        self.mi_max_examples = mi_max_examples
+        self.mmd_max_examples = mmd_max_examples
+        self.data_entropy = data_entropy
+        self.figures = figures
+        self.num_figure_samples = num_figure_samples
+        self._num_validations = 0
+        self._active = False
+        self._metrics: dict[str, Metric] = {}
+        self._signs: dict[str, float] = {}
+        self._kept: list[Tensor] = []
+        self._num_batches = 0
+        self._num_examples = 0
+
+    # ----------------------------------------------------------------------------------- hooks
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._active = False
+        if trainer.sanity_checking:
+            return
+        self._num_validations += 1
+        if self._num_validations % self.every_n_validations == 0:
+            self._start(trainer, pl_module)
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._active and dataloader_idx == 0:
+            self._update(pl_module, _inputs(batch))
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._active:
+            self._finish("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start(trainer, pl_module)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._active and dataloader_idx == 0:
+            self._update(pl_module, _inputs(batch))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._active:
+            self._finish("test", trainer, pl_module)
+
+    # ------------------------------------------------------------------------------- internals
+    def _resolved_data_entropy(self, trainer: L.Trainer) -> float | None:
+        if self.data_entropy is not None:
+            return self.data_entropy
+        return getattr(trainer.datamodule, "data_entropy", None)
+
+    def _build_metrics(self, trainer: L.Trainer, model: Any) -> dict[str, tuple[Metric, float]]:
+        """The metrics this model supports, as key -> (metric, sign applied to the computed value)."""
+        explicit = _has(model, "prior") and _has(model, "decode")
+        amortised = explicit and _has(model, "encode")
+        metrics: dict[str, tuple[Metric, float]] = {}
+        if self.nll_estimator == "importance" and amortised:
+            metrics["nll"] = (ImportanceSampledNLL(self.importance_samples, self.chunk_size), 1.0)
+        elif self.nll_estimator == "prior" and explicit:
+            metrics["nll"] = (PriorSampledNLL(self.prior_samples, self.chunk_size), 1.0)
+        elif self.nll_estimator == "quadrature" and explicit:
+            metrics["nll"] = (
+                QuadratureNLL(self.quadrature_grid_size, self.quadrature_z_range, self.chunk_size),
+                1.0,
+            )
+        if amortised:
+            metrics["elbo"] = (NegativeELBO(self.elbo_samples, self.chunk_size), -1.0)
+            entropy = self._resolved_data_entropy(trainer)
+            if entropy is not None:
+                metrics["mi_ba"] = (BarberAgakovMI(entropy, self.elbo_samples, self.chunk_size), 1.0)
+        if _has(model, "encode"):
+            metrics["mi_aggregate"] = (
+                AggregatePosteriorMI(self.mi_max_examples, chunk_size=self.chunk_size),
+                1.0,
+            )
+            if _has(model, "prior"):
+                metrics["mmd_qz_pz"] = (LatentMMD(self.mmd_max_examples), 1.0)
+        return metrics
+
+    def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        built = self._build_metrics(trainer, pl_module)
+        missing = {"nll", "elbo", "mi_aggregate", "mmd_qz_pz"} - set(built)
+        if missing:
+            rank_zero_warn(
+                f"EvaluationCallback: {type(pl_module).__name__} lacks prior/encode/decode needed for"
+                f" {sorted(missing)}; skipping them."
+            )
+        self._metrics = {key: metric.to(pl_module.device) for key, (metric, _) in built.items()}
+        self._signs = {key: sign for key, (_, sign) in built.items()}
+        self._kept, self._num_batches, self._num_examples = [], 0, 0
+        self._active = True
+
+    def _update(self, model: Any, x: Tensor) -> None:
+        if self.max_batches is not None and self._num_batches >= self.max_batches:
+            return
+        if self.max_examples is not None:
+            x = x[: self.max_examples - self._num_examples]
+        if x.shape[0] == 0:
+            return
+        self._num_batches += 1
+        self._num_examples += x.shape[0]
+        for metric in self._metrics.values():
+            metric.update(model, x)
+        if self.figures:
+            limit = _MAX_KEPT_1D if x[0].numel() == 1 else self.num_figure_samples
+            room = limit - sum(len(kept) for kept in self._kept)
+            if room > 0:
+                self._kept.append(x[:room].detach())
+
+    def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._active = False
+        for key, metric in self._metrics.items():
+            if metric.update_count > 0:
+                value = self._signs[key] * metric.compute()
+                pl_module.log(f"{stage}/{key}", float(value), sync_dist=True)
+        self._metrics = {}
+        if self.figures and self._kept:
+            log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: call on every rank
+            if trainer.is_global_zero:
+                self._figures(stage, trainer, pl_module, torch.cat(self._kept), Path(log_dir) / "figures")
+        self._kept = []
+
+    @torch.no_grad()
+    def _figures(self, stage: str, trainer: L.Trainer, model: Any, data: Tensor, folder: Path) -> None:
+        data_shape = tuple(getattr(trainer.datamodule, "data_shape", None) or data.shape[1:])
+        figures: dict[str, Figure] = {}
+        if len(data_shape) == 3:
+            figures.update(self._image_figures(model, data, data_shape))
+        elif math.prod(data_shape) == 1:
+            figure = self._density_figure(model, data.reshape(-1))
+            if figure is not None:
+                figures["density"] = figure
+        if not figures:
+            return
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        for name, figure in figures.items():
+            path = save_figure(figure, folder / f"{stage}_{name}_step{trainer.global_step:07d}.png")
+            if wandb_loggers:
+                import wandb
+
+                for logger in wandb_loggers:
+                    logger.log_metrics({f"{stage}/{name}": wandb.Image(str(path))}, step=trainer.global_step)
+
+    def _image_figures(self, model: Any, data: Tensor, data_shape: tuple[int, ...]) -> dict[str, Figure]:
+        """Prior samples (mean of p(x|z), or G(z) for implicit models) and input/reconstruction pairs."""
+        count = self.num_figure_samples
+        columns = max(1, math.isqrt(count))
+        figures: dict[str, Figure] = {}
+        if _has(model, "prior") and (_has(model, "decode") or _has(model, "sample_x")):
+            z = model.prior().sample(torch.Size([count]))
+            samples = model.decode(z).mean if _has(model, "decode") else model.sample_x(z)
+            images = samples.reshape(count, *data_shape).float().cpu().numpy()
+            figures["prior_samples"] = image_grid_figure(images, columns, "mean of p(x|z), z ~ p(z)")
+        if _has(model, "encode") and _has(model, "decode"):
+            inputs = data[:count]
+            reconstructions = model.decode(model.encode(inputs).mean).mean
+            pairs = torch.stack([inputs, reconstructions.reshape(inputs.shape)], dim=1)
+            images = pairs.reshape(-1, *data_shape).float().cpu().numpy()
+            figures["reconstructions"] = image_grid_figure(
+                images, 2 * columns, "input | mean of p(x|z) at the posterior mean"
+            )
+        return figures
+
+    def _density_figure(self, model: Any, data: Tensor) -> Figure | None:
+        """Histogram of 1-D data against p(x) (quadrature for a 1-D z, else prior sampling) or G(z) samples."""
+        values = data.double().cpu().numpy()
+        low, high = float(values.min()), float(values.max())
+        margin = 0.25 * (high - low) + 1e-3
+        grid = torch.linspace(
+            low - margin, high + margin, _DENSITY_GRID_POINTS, dtype=data.dtype, device=data.device
+        )
+        if _has(model, "prior") and _has(model, "decode"):
+            x_grid = grid.unsqueeze(-1)
+            if model.prior().event_shape == torch.Size([1]):
+                log_px = quadrature_log_likelihood(
+                    model, x_grid, self.quadrature_grid_size, self.quadrature_z_range, self.chunk_size
+                )
+                method = "quadrature"
+            else:
+                log_px = prior_sampled_log_likelihood(model, x_grid, self.prior_samples, self.chunk_size)
+                method = "prior sampling"
+            return density_figure(
+                values, f"model p(x) by {method} vs data", grid.cpu().numpy(), log_px.exp().cpu().numpy()
+            )
+        if _has(model, "prior") and _has(model, "sample_x"):
+            z = model.prior().sample(torch.Size([len(values)]))
+            samples = model.sample_x(z).reshape(-1).double().cpu().numpy()
+            return density_figure(values, "model samples vs data", model_samples=samples)
+        return None

@@ -1,0 +1,78 @@
+"""Matplotlib figures for evaluation: image grids and 1-D densities.
+
+Figures are drawn on an explicit Agg canvas (no pyplot), so nothing changes the user's global
+backend and nothing needs closing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG (parent folders created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def image_grid(images: np.ndarray, num_columns: int, padding: int = 1) -> np.ndarray:
+    """Tile images ``[N, C, H, W]`` into one ``[rows·(H+p), cols·(W+p)(, C)]`` array clipped to [0, 1]."""
+    count, channels, height, width = images.shape
+    num_rows = math.ceil(count / num_columns)
+    grid = np.ones(
+        (num_rows * (height + padding) + padding, num_columns * (width + padding) + padding, channels)
+    )
+    for index, image in enumerate(np.clip(images, 0.0, 1.0)):
+        top = padding + (index // num_columns) * (height + padding)
+        left = padding + (index % num_columns) * (width + padding)
+        grid[top : top + height, left : left + width] = image.transpose(1, 2, 0)
+    return grid[..., 0] if channels == 1 else grid
+
+
+def image_grid_figure(images: np.ndarray, num_columns: int, title: str) -> Figure:
+    """A titled figure showing ``image_grid(images, num_columns)`` (grey levels for one channel)."""
+    grid = image_grid(images, num_columns)
+    figure = _new_figure(max(2.0, grid.shape[1] / 20), max(2.0, grid.shape[0] / 20))
+    axes = figure.subplots()
+    axes.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    axes.set_title(title)
+    axes.axis("off")
+    return figure
+
+
+def density_figure(
+    data: np.ndarray,
+    title: str,
+    grid: np.ndarray | None = None,
+    model_density: np.ndarray | None = None,
+    model_samples: np.ndarray | None = None,
+    bins: int = 60,
+) -> Figure:
+    """Histogram of 1-D ``data`` against the model: a density curve on ``grid`` and/or a sample histogram."""
+    figure = _new_figure(6.0, 4.0)
+    axes = figure.subplots()
+    axes.hist(data, bins=bins, density=True, alpha=0.5, label="data")
+    if model_samples is not None:
+        axes.hist(
+            model_samples, bins=bins, density=True, histtype="step", linewidth=1.5, label="model samples"
+        )
+    if grid is not None and model_density is not None:
+        axes.plot(grid, model_density, linewidth=1.5, label="model p(x)")
+    axes.set_xlabel("x")
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend()
+    return figure
