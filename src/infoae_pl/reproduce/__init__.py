@@ -1,0 +1,19 @@
+"""Reproductions of the paper's figures: ``infoae reproduce FIGURE``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def reproduce_main(argv: list[str]) -> int:
+    """Dispatch ``infoae reproduce fig1 ...`` to the figure's module."""
+    figures = ("fig1",)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: infoae reproduce FIGURE [options]   (FIGURE: {', '.join(figures)}; FIGURE --help for its options)")
+        return 0
+    if argv[0] not in figures:
+        print(f"infoae reproduce: unknown figure {argv[0]!r}; choose one of: {', '.join(figures)}", file=sys.stderr)
+        return 2
+    from infoae_pl.reproduce import fig1
+
+    return fig1.main(argv[1:])
