@@ -46,3 +46,15 @@ def test_copies_must_share_the_optimiser():
         StackedModules("infoae_pl.models.BetaELBO", SHARED, [{"beta": 1.0}, {"beta": 1.0, "lr": 0.1}])
     with pytest.raises(ValueError, match="import path"):
         StackedModules("BetaELBO", SHARED, COPIES)
+
+
+def test_copies_must_compile_to_the_same_terms():
+    shared = {k: v for k, v in SHARED.items() if k != "kl_warmup_steps"}
+    with pytest.raises(ValueError, match="compiles to other coefficients"):
+        StackedModules("infoae_pl.models.LagrangianModule", shared,
+                       [{"preset": "beta_elbo", "preset_params": {"beta": 0.5}}, {"preset": "mmd_infovae"}])
+
+
+def test_beta_elbo_rebuilds_from_its_hparams():
+    model = BetaELBO(**SHARED, beta=0.3)
+    assert BetaELBO(**model.hparams).hparams == model.hparams

@@ -1,26 +1,31 @@
-"""β-ELBO (β-VAE): −E_q[log p(x|z)] + β·KL(q(z|x)‖p(z)), the likelihood-based member of eq. (14)."""
+"""β-ELBO (β-VAE): −E_q[log p(x|z)] + β·KL(q(z|x)‖p(z)), the ``beta_elbo`` preset of eq. (14)/(15)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import kl_divergence
 
-from infoae_pl.models.base import LatentVariableModule, check_finite_number
-from infoae_pl.nets import rsample
+from infoae_pl.models.base import check_finite_number
+from infoae_pl.models.lagrangian import ANALYTIC_KL, LagrangianModule
+
+_RECONSTRUCTION = "E_q[log p(x|z)]"
 
 
-class BetaELBO(LatentVariableModule):
+class BetaELBO(LagrangianModule):
     """β-VAE with an optional KL warm-up and an optional upper bound on the mutual-information term.
 
-    Terms (nats, summed over data dimensions, averaged over the batch): ``recon_nll`` =
+    The ``beta_elbo`` preset of :class:`LagrangianModule`: its compiled form −E_q[log p(x|z)]
+    + β·(E_q[log q(z|x)] − E_q[log p(z)]) is trained with the analytic KL, plus the schedule and the
+    bound below.  Terms (nats, summed over data dimensions, averaged over the batch): ``recon_nll`` =
     −E_q[log p(x|z)] (one reparameterised z per x), ``kl`` = E_x KL(q(z|x)‖p(z)) (analytic),
     ``loss`` = max(recon_nll, −mi_bound) + w·kl, where w = ``kl_warmup_weight`` for the first
     ``kl_warmup_steps`` steps and β after. ``mi_bound`` clips the batch-mean reconstruction term, as
-    in the authors' Figure 1 code, so E_q[log p(x|z)] contributes at most ``mi_bound`` nats.
+    in the authors' Figure 1 code, so E_q[log p(x|z)] contributes at most ``mi_bound`` nats.  Every
+    compiled term's Monte-Carlo estimate is returned too, under its algebra name.
     """
 
     def __init__(
@@ -50,6 +55,8 @@ class BetaELBO(LatentVariableModule):
         if mi_bound is not None:
             check_finite_number("mi_bound", mi_bound, minimum=0.0)
         super().__init__(
+            preset="beta_elbo",
+            preset_params={"beta": beta},
             data_dim=data_dim,
             latent_dim=latent_dim,
             likelihood=likelihood,
@@ -64,6 +71,9 @@ class BetaELBO(LatentVariableModule):
             lr_milestones=lr_milestones,
             lr_gamma=lr_gamma,
         )
+        # Keep only this class's own arguments (Lightning merges the base's), so BetaELBO(**hparams) rebuilds it.
+        own = inspect.signature(BetaELBO.__init__).parameters
+        self.remove_ignored_hparams([k for k in list(self.hparams) if k not in own])
         self.save_hyperparameters()
 
     def coefficients(self, step: int) -> dict[str, float]:
@@ -78,10 +88,9 @@ class BetaELBO(LatentVariableModule):
         """The β-ELBO terms of ``x`` (reduced over the last batch dimension); ``coefficients`` default
         to :meth:`coefficients` at the current step and may be tensors (stacked copies)."""
         c = self.coefficients(self.global_step) if coefficients is None else coefficients
-        q_z = self.encode(x)
-        z = rsample(q_z)
-        recon_nll = -self.decode(z).log_prob(x).mean(-1)
-        kl = kl_divergence(q_z, self.prior()).mean(-1)
+        terms = self.estimate_terms(x, (_RECONSTRUCTION, ANALYTIC_KL, *self.tractable_form))
+        recon_nll = -terms[_RECONSTRUCTION]
+        kl = terms[ANALYTIC_KL]
         kl_weight = torch.as_tensor(c["kl_weight"], dtype=kl.dtype)
         mi_bound = torch.as_tensor(c["mi_bound"], dtype=kl.dtype)
         return {
@@ -90,4 +99,5 @@ class BetaELBO(LatentVariableModule):
             "kl": kl,
             "elbo": -(recon_nll + kl),
             "kl_weight": kl_weight,
+            **{name: terms[name] for name in self.tractable_form},
         }

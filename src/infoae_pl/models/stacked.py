@@ -66,6 +66,12 @@ class StackedModules(L.LightningModule):
             differing = [k for k in optimiser_keys if module.hparams.get(k) != modules[0].hparams.get(k)]
             if differing:
                 raise ValueError(f"copy {name!r} differs in optimiser settings {differing}; stacked copies share one optimiser")
+            keys, first_keys = set(module.coefficients(0)), set(modules[0].coefficients(0))
+            if keys != first_keys:
+                raise ValueError(
+                    f"copy {name!r} compiles to other coefficients than copy {names[0]!r} "
+                    f"({sorted(keys ^ first_keys)} differ); stacked copies may differ in coefficient values only"
+                )
         self.names = names
         params, buffers = stack_module_state(modules)
         self.param_names = list(params)
