@@ -138,7 +138,7 @@ def test_workers_draw_distinct_reproducible_batches() -> None:
 
 @pytest.mark.parametrize("binarize", ["dynamic", "static"])
 def test_toys_accept_only_binarize_none(binarize: str) -> None:
-    with pytest.raises(ValueError, match=r"binarize='.*'.*allowed values: none"):
+    with pytest.raises(ValueError, match=r"binarize='.*'.*choose one of: none"):
         InfoAEDataModule(dataset="mog1d", binarize=binarize)
     assert InfoAEDataModule(dataset="ring8", binarize="none").binarize == "none"
 

@@ -23,6 +23,7 @@ from infoae_pl.data.images import (
 )
 from infoae_pl.data.seeding import derive_seed
 from infoae_pl.data.toy import GaussianMixture, MixtureStream, mog1d, ring8
+from infoae_pl.validation import check_choice, check_int_at_least
 
 DATASETS: tuple[str, ...] = ("mog1d", "ring8", "mnist", "mnist5k", "fashion_mnist")
 TOY_DATASETS: tuple[str, ...] = ("mog1d", "ring8")
@@ -45,17 +46,6 @@ _TOY_MIXTURES = {"mog1d": mog1d, "ring8": ring8}
 def default_data_dir(dataset: str) -> Path:
     """Where ``download=True`` puts a data set when no ``data_dir`` is given: ``$XDG_CACHE_HOME/infoae-pl/``."""
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "infoae-pl" / dataset
-
-
-def _choice(option: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{option}={value!r} is not one of the allowed values: {', '.join(allowed)}")
-    return value
-
-
-def _at_least(option: str, value: int | None, minimum: int) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-        raise ValueError(f"{option} must be an integer >= {minimum}, got {value!r}")
 
 
 class InfoAEDataModule(L.LightningDataModule):
@@ -120,11 +110,11 @@ class InfoAEDataModule(L.LightningDataModule):
         # Pass this frame (never bound to a local): Lightning's own inspect.currentframe() leaves a reference
         # cycle that keeps the caller's locals (e.g. DataLoaders with worker processes) alive until a GC pass.
         self.save_hyperparameters(frame=inspect.currentframe())
-        self.dataset = _choice("dataset", dataset, DATASETS)
+        self.dataset = check_choice("dataset", dataset, DATASETS)
         is_toy = dataset in TOY_DATASETS
         if binarize is None:
             binarize = "none" if is_toy else "dynamic"
-        self.binarize = _choice("binarize", binarize, ("none",) if is_toy else BINARIZE_MODES)
+        self.binarize = check_choice("binarize", binarize, ("none",) if is_toy else BINARIZE_MODES)
         for option, value, minimum in (
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
@@ -134,7 +124,7 @@ class InfoAEDataModule(L.LightningDataModule):
             ("test_size", test_size, 0),
             ("steps_per_epoch", steps_per_epoch, 1),
         ):
-            _at_least(option, value, minimum)
+            check_int_at_least(option, value, minimum)
         if is_toy and train_size is not None:
             raise ValueError(
                 f"train_size does not apply to dataset={dataset!r}: its training batches are drawn fresh; "

@@ -6,7 +6,6 @@ logs every term by name and stops the run with a clear message when the loss sto
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,19 +14,12 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from infoae_pl.nets import LIKELIHOODS, BernoulliMLP, GaussianMLP, check_choice, standard_normal_prior
+from infoae_pl.nets import LIKELIHOODS, BernoulliMLP, GaussianMLP, standard_normal_prior
+from infoae_pl.validation import check_choice, check_finite_number
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss becomes NaN or infinite; the message names the offending terms."""
-
-
-def check_finite_number(option: str, value: float, minimum: float | None = None) -> None:
-    """Raise a ValueError naming ``option`` unless ``value`` is finite (and at least ``minimum``)."""
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{option} must be a finite number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{option} must be >= {minimum}, got {value!r}")
 
 
 class LatentVariableModule(L.LightningModule):

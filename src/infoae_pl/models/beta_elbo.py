@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from infoae_pl.models.base import check_finite_number
 from infoae_pl.models.lagrangian import ANALYTIC_KL, LagrangianModule
+from infoae_pl.validation import check_finite_number
 
 _RECONSTRUCTION = "E_q[log p(x|z)]"
 

@@ -38,12 +38,13 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, kl_divergence
 
 from infoae_pl.divergences import gaussian_kernel, mmd
-from infoae_pl.models.base import LatentVariableModule, check_finite_number
-from infoae_pl.nets import check_choice, rsample
+from infoae_pl.models.base import LatentVariableModule
+from infoae_pl.nets import rsample
 from infoae_pl.objectives import PRESETS, CompiledObjective, Lagrangian
 from infoae_pl.objectives import compile as compile_lagrangian
 from infoae_pl.objectives import preset as build_preset
 from infoae_pl.objectives.terms import TERMS
+from infoae_pl.validation import check_choice, check_finite_number
 
 #: How a divergence between the z marginals is estimated ("adversarial" joins with the critic issue).
 Z_DIVERGENCES: tuple[str, ...] = ("mmd",)

@@ -9,7 +9,7 @@ from infoae_pl.nets.heads import (
     standard_normal_prior,
 )
 from infoae_pl.nets.interface import ImplicitGenerator, LatentVariableModel
-from infoae_pl.nets.mlp import ACTIVATIONS, INITS, check_choice, mlp
+from infoae_pl.nets.mlp import ACTIVATIONS, INITS, mlp
 
 __all__ = [
     "ACTIVATIONS",
@@ -20,7 +20,6 @@ __all__ = [
     "GaussianMLP",
     "ImplicitGenerator",
     "LatentVariableModel",
-    "check_choice",
     "mlp",
     "rsample",
     "standard_normal_prior",

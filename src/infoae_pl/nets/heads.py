@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from infoae_pl.nets.mlp import check_choice, mlp
+from infoae_pl.nets.mlp import mlp
+from infoae_pl.validation import check_choice
 
 STD_TRANSFORMS = ("softplus", "sigmoid", "exp")
 LIKELIHOODS = ("bernoulli", "gaussian")

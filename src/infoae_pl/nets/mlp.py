@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from infoae_pl.validation import check_choice
+
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
@@ -17,12 +19,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
 }
 INITS = ("default", "glorot_uniform", "glorot_normal", "he_normal")
-
-
-def check_choice(option: str, value: str, allowed: tuple[str, ...] | list[str]) -> None:
-    """Raise a ValueError naming the option and its allowed values when ``value`` is not one of them."""
-    if value not in allowed:
-        raise ValueError(f"{option}={value!r} is not supported; choose one of: {', '.join(allowed)}")
 
 
 def mlp(
