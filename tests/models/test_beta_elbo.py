@@ -96,3 +96,18 @@ def test_nan_loss_stops_the_run_with_a_message():
         model.decoder.net[0].weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match=r"training loss became nan at step 0 \(.*recon_nll=nan"):
         _fit(model, torch.randn(100, 2), steps=5)
+
+
+def test_step_schedule_divides_the_learning_rate_at_each_milestone():
+    model = BetaELBO(lr=1e-3, lr_milestones=(3, 5), lr_gamma=0.1, **SMALL)
+    config = model.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert config["lr_scheduler"]["interval"] == "step"
+    rates = []
+    for _ in range(7):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1e-3] * 3 + [1e-4] * 2 + [1e-5] * 2)
+    with pytest.raises(ValueError, match="lr_milestones must be increasing"):
+        BetaELBO(lr_milestones=(5, 3), **SMALL)

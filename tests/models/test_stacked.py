@@ -58,3 +58,17 @@ def test_copies_must_compile_to_the_same_terms():
 def test_beta_elbo_rebuilds_from_its_hparams():
     model = BetaELBO(**SHARED, beta=0.3)
     assert BetaELBO(**model.hparams).hparams == model.hparams
+
+
+def test_every_copy_logs_its_terms_at_the_logger_cadence(tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"])
+    trainer = L.Trainer(max_steps=6, log_every_n_steps=2, logger=CSVLogger(tmp_path, name="s"),
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(stacked, _loader(torch.randn(256, 1)))
+    header = (tmp_path / "s" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    for name in ("a", "b", "c"):
+        assert {f"train/{name}/loss", f"train/{name}/recon_nll", f"train/{name}/kl"} <= set(header)
+    rows = (tmp_path / "s" / "version_0" / "metrics.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3, "one row per written step (2, 4, 6)"

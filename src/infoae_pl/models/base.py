@@ -22,6 +22,18 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when a training loss becomes NaN or infinite; the message names the offending terms."""
 
 
+def logger_writes_this_step(module: L.LightningModule) -> bool:
+    """Whether the trainer's loggers will write this step's values (every ``log_every_n_steps``).
+
+    ``self.log`` costs about a millisecond per key; terms logged on other steps are never written, so
+    modules log their many per-term values only on these steps (the loss goes to the progress bar always).
+    """
+    trainer = module._trainer
+    if trainer is None:
+        return True
+    return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run)
+
+
 class LatentVariableModule(L.LightningModule):
     """Encoder q(z|x) (Gaussian MLP), decoder p(x|z) (Bernoulli or Gaussian MLP), prior N(0, I).
 
@@ -100,7 +112,8 @@ class LatentVariableModule(L.LightningModule):
                 f"training loss became {loss.item()} at step {self.global_step} ({values}); "
                 "lower the learning rate, raise min_std, or check the data"
             )
-        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
+        if logger_writes_this_step(self):
+            self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

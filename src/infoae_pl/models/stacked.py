@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.func import functional_call, stack_module_state, vmap
 
-from infoae_pl.models.base import LatentVariableModule, NonFiniteLossError
+from infoae_pl.models.base import LatentVariableModule, NonFiniteLossError, logger_writes_this_step
 
 
 def resolve_class(module_class: str | type[LatentVariableModule]) -> type[LatentVariableModule]:
@@ -122,7 +122,9 @@ class StackedModules(L.LightningModule):
         bad = [n for n, v in zip(self.names, losses) if not torch.isfinite(v)]
         if bad:
             raise NonFiniteLossError(f"training loss became non-finite at step {self.global_step} for copies {bad}")
-        self.log_dict({f"train/{n}/loss": v for n, v in zip(self.names, losses.detach())})
+        if logger_writes_this_step(self):
+            self.log_dict({f"train/{n}/{k}": v[i] for k, v in self.last_terms.items() for i, n in enumerate(self.names)})
+        self.log("train/loss", losses.sum().detach(), prog_bar=True)
         return losses.sum()
 
     def unstack(self) -> list[LatentVariableModule]:
