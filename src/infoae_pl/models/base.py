@@ -26,12 +26,18 @@ def logger_writes_this_step(module: L.LightningModule) -> bool:
     """Whether the trainer's loggers will write this step's values (every ``log_every_n_steps``).
 
     ``self.log`` costs about a millisecond per key; terms logged on other steps are never written, so
-    modules log their many per-term values only on these steps (the loss goes to the progress bar always).
+    modules log their many per-term values only on these steps.
     """
     trainer = module._trainer
     if trainer is None:
         return True
     return bool(trainer._logger_connector.should_update_logs or trainer.fast_dev_run)
+
+
+def progress_bar_shows_loss(module: L.LightningModule) -> bool:
+    """Whether a progress bar displays the training loss at every step."""
+    trainer = module._trainer
+    return trainer is None or trainer.progress_bar_callback is not None
 
 
 class LatentVariableModule(L.LightningModule):
@@ -114,7 +120,9 @@ class LatentVariableModule(L.LightningModule):
             )
         if logger_writes_this_step(self):
             self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
-        self.log("train/loss", loss, prog_bar=True)
+        if logger_writes_this_step(self) or progress_bar_shows_loss(self):
+            # callback_metrics["train/loss"] therefore holds the loss of the last step it was logged at.
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -18,7 +18,12 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.func import functional_call, stack_module_state, vmap
 
-from infoae_pl.models.base import LatentVariableModule, NonFiniteLossError, logger_writes_this_step
+from infoae_pl.models.base import (
+    LatentVariableModule,
+    NonFiniteLossError,
+    logger_writes_this_step,
+    progress_bar_shows_loss,
+)
 
 
 def resolve_class(module_class: str | type[LatentVariableModule]) -> type[LatentVariableModule]:
@@ -124,7 +129,8 @@ class StackedModules(L.LightningModule):
             raise NonFiniteLossError(f"training loss became non-finite at step {self.global_step} for copies {bad}")
         if logger_writes_this_step(self):
             self.log_dict({f"train/{n}/{k}": v[i] for k, v in self.last_terms.items() for i, n in enumerate(self.names)})
-        self.log("train/loss", losses.sum().detach(), prog_bar=True)
+        if logger_writes_this_step(self) or progress_bar_shows_loss(self):
+            self.log("train/loss", losses.sum().detach(), prog_bar=True)
         return losses.sum()
 
     def unstack(self) -> list[LatentVariableModule]:
