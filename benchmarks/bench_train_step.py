@@ -2,12 +2,14 @@
 
 Both loops train the same model (784-1024-1024-50 tanh encoder, 50-1024-1024-784 Bernoulli decoder,
 Adam) on the same in-memory batches of the embedded MNIST sample; steps after ``--warmup`` are timed.
-Target: Lightning / plain time ratio <= 1.05.
+Target: Lightning / plain time ratio <= 1.05 (best times over alternating repeats; the paired
+ratios' median and range are reported beside it, since a shared VM's speed drifts).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import lightning as L
@@ -45,7 +47,7 @@ def batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tenso
 def plain_loop(data: list, warmup: int) -> float:
     torch.manual_seed(0)
     model = BetaELBO()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = model.configure_optimizers()  # the same (fused) Adam that Lightning gets
     for i, (x, _) in enumerate(data):
         if i == warmup:
             start = time.perf_counter()
@@ -68,10 +70,10 @@ def lightning_loop(data: list, warmup: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=220)
+    parser.add_argument("--steps", type=int, default=520)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the best of each is kept")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating plain/Lightning pairs; the best time of each loop counts")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     data = batches(args.steps, args.batch_size)
@@ -84,10 +86,14 @@ def main() -> None:
         {"loop": "plain PyTorch", "steps_per_s": timed_steps / min(plain), "ms_per_step": 1e3 * min(plain) / timed_steps},
         {"loop": "Lightning", "steps_per_s": timed_steps / min(light), "ms_per_step": 1e3 * min(light) / timed_steps},
     ]
-    ratio = min(light) / min(plain)
-    report("bench_train_step", rows, {"time_ratio_lightning_over_plain": ratio, "target": "<= 1.05",
-                                      "meets_target": ratio <= 1.05, "timed_steps": timed_steps}, args.out)
-
+    ratios = [lt / pl for lt, pl in zip(light, plain)]
+    ratio = min(light) / min(plain)  # best times: the least noisy estimate of each loop's own cost
+    report("bench_train_step", rows, {"time_ratio_lightning_over_plain": ratio,
+                                      "paired_ratio_median": statistics.median(ratios),
+                                      "paired_ratio_min": min(ratios), "paired_ratio_max": max(ratios),
+                                      "overhead_ms_per_step": 1e3 * (min(light) - min(plain)) / timed_steps,
+                                      "target": "<= 1.05", "meets_target": ratio <= 1.05,
+                                      "timed_steps": timed_steps, "repeats": args.repeats}, args.out)
 
 if __name__ == "__main__":
     main()

@@ -111,3 +111,23 @@ def test_step_schedule_divides_the_learning_rate_at_each_milestone():
     assert rates == pytest.approx([1e-3] * 3 + [1e-4] * 2 + [1e-5] * 2)
     with pytest.raises(ValueError, match="lr_milestones must be increasing"):
         BetaELBO(lr_milestones=(5, 3), **SMALL)
+
+
+def test_adam_is_fused_on_cpu_and_matches_the_per_tensor_update():
+    torch.manual_seed(0)
+    fused_model = BetaELBO(**SMALL)
+    loop_model = BetaELBO(**SMALL)
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = fused_model.configure_optimizers()
+    assert fused.defaults["fused"] is True
+    loop = torch.optim.Adam(loop_model.parameters(), lr=fused.defaults["lr"], betas=fused.defaults["betas"],
+                            foreach=False)
+    x = torch.randn(16, SMALL["data_dim"])
+    for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+        for _ in range(3):
+            torch.manual_seed(1)
+            optimizer.zero_grad()
+            model.loss_terms(x)["loss"].backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), loop_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -279,7 +279,8 @@ def test_beta_elbo_preset_gives_identical_numbers_to_the_former_hand_written_bet
         measured.append(tuple(terms[k].item() for k in ("loss", "recon_nll", "kl", "elbo")))
         assert terms["E_q[log p(x|z)]"].item() == -terms["recon_nll"].item()
     assert measured == steps
-    assert sum(p.detach().double().sum().item() for p in model.parameters()) == param_sum
+    # Adam became fused after these were recorded: same update, float32 rounding in another order.
+    assert sum(p.detach().double().sum().item() for p in model.parameters()) == pytest.approx(param_sum, rel=1e-9)
     assert model.tractable_form == {"E_q[log p(x|z)]": -1.0, "E_q[log q(z|x)]": kwargs["beta"],
                                     "E_q[log p(z)]": -kwargs["beta"]}
 

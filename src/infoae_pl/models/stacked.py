@@ -21,6 +21,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from infoae_pl.models.base import (
     LatentVariableModule,
     NonFiniteLossError,
+    adam_with_schedule,
     logger_writes_this_step,
     progress_bar_shows_loss,
 )
@@ -146,8 +147,4 @@ class StackedModules(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self._templates[0].hparams
-        optimizer = torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas))
-        if not hp.lr_milestones:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(hp.lr_milestones), hp.lr_gamma)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adam_with_schedule(self.parameters(), hp)
