@@ -27,7 +27,7 @@ def _metrics(run_dir: Path) -> list[dict[str, str]]:
 def test_help_lists_every_subcommand(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for sub in ("fit", "validate", "test", "theory", "reproduce"):
+    for sub in ("fit", "validate", "test", "theory", "reproduce", "sweep"):
         assert f"\n  {sub}" in out
 
 

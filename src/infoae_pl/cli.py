@@ -22,6 +22,8 @@ subcommands:
   test       evaluate on the test split (--ckpt_path CHECKPOINT)
   theory     the objective algebra: `infoae theory table`, `infoae theory compile --term 'I_q=-0.5' ...`
   reproduce  reproduce a figure of the paper: `infoae reproduce fig1 [--profile default|paper]`
+  sweep      search Lagrange multipliers with Optuna: `infoae sweep sweeps/beta_elbo_beta.yaml [--workers N]`,
+             `infoae sweep report sweeps/beta_elbo_beta.yaml`
 
 `infoae SUBCOMMAND --help` shows the options of one subcommand; `infoae fit --print_config`
 prints a complete, editable config.
@@ -36,23 +38,28 @@ class InfoAECLI(LightningCLI):
         parser.link_arguments("data.data_dim", "model.init_args.data_dim", apply_on="instantiate")
 
 
+CLI_DEFAULTS: dict = dict(
+    subclass_mode_model=True,
+    seed_everything_default=0,
+    save_config_kwargs={"overwrite": True},
+    auto_configure_optimizers=False,
+)
+
+
 def run_lightning(argv: list[str] | None) -> int:
     """Run ``fit``/``validate``/``test`` through LightningCLI (``argv=None``: the command line); the
     resolved config lands beside the checkpoints."""
     InfoAECLI(
         LightningModule,
         InfoAEDataModule,
-        subclass_mode_model=True,
         args=argv,
-        seed_everything_default=0,
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": "runs", "name": "infoae"},
             },
         },
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
+        **CLI_DEFAULTS,
     )
     return 0
 
@@ -69,7 +76,13 @@ def _reproduce(argv: list[str]) -> int:
     return reproduce_main(argv)
 
 
-SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"theory": _theory, "reproduce": _reproduce}
+def _sweep(argv: list[str]) -> int:
+    from infoae_pl.tuning.cli import sweep_main
+
+    return sweep_main(argv)
+
+
+SUBCOMMANDS: dict[str, Callable[[list[str]], int]] = {"theory": _theory, "reproduce": _reproduce, "sweep": _sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

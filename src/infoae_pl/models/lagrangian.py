@@ -64,17 +64,19 @@ ESTIMABLE_TERMS = _Q_TERMS | _P_TERMS | _Z_MARGINAL
 def build_lagrangian(
     lagrangian: Mapping[str, float] | None, preset_name: str | None, preset_params: Mapping[str, float] | None
 ) -> Lagrangian:
-    """The objective from exactly one of a term -> coefficient map or a preset name with its parameters."""
-    if (lagrangian is None) == (preset_name is None):
+    """The objective from a term -> coefficient map, a preset name with its parameters, or both:
+    then the map's terms are added to the preset's (e.g. β-ELBO + λ·MMD(q(z)||p(z)), Figure 2's InfoVAE)."""
+    if lagrangian is None and preset_name is None:
         raise ValueError(
-            "give exactly one of lagrangian (term -> coefficient, e.g. {'I_q': -0.5, "
-            f"'KL(q(x|z)||p(x|z))': 1, 'KL(q(z)||p(z))': 1.5}}) or preset (one of: {', '.join(PRESETS)})"
+            "give lagrangian (term -> coefficient, e.g. {'I_q': -0.5, "
+            f"'KL(q(x|z)||p(x|z))': 1, 'KL(q(z)||p(z))': 1.5}}) or preset (one of: {', '.join(PRESETS)}), or both"
         )
     if preset_name is None:
         if preset_params:
             raise ValueError("preset_params only applies to a preset; put coefficients in lagrangian instead")
         return Lagrangian(lagrangian)
-    return build_preset(preset_name, **(preset_params or {}))
+    objective = build_preset(preset_name, **(preset_params or {}))
+    return objective if lagrangian is None else objective + Lagrangian(lagrangian)
 
 
 def check_trainable(compiled: CompiledObjective) -> None:
@@ -135,9 +137,9 @@ def score_function_mean(values: Tensor, log_prob: Tensor) -> Tensor:
 class LagrangianModule(LatentVariableModule):
     """Trains the compiled form of a Lagrangian (or preset) of the Information-Autoencoding family.
 
-    Exactly one of ``lagrangian`` (term name -> coefficient, DESIGN.md names verbatim, e.g.
-    ``{"I_q": -0.5, "KL(q(x|z)||p(x|z))": 1, "KL(q(z)||p(z))": 1.5}``) or ``preset`` (a name of
-    :data:`infoae_pl.objectives.PRESETS`, with ``preset_params``) is given.  ``z_divergence`` says how
+    The objective is ``lagrangian`` (term name -> coefficient, DESIGN.md names verbatim, e.g.
+    ``{"I_q": -0.5, "KL(q(x|z)||p(x|z))": 1, "KL(q(z)||p(z))": 1.5}``), or ``preset`` (a name of
+    :data:`infoae_pl.objectives.PRESETS`, with ``preset_params``), or a preset plus extra terms.  ``z_divergence`` says how
     divergences between the z marginals are estimated (``"mmd"``: squared MMD with a Gaussian kernel
     of bandwidth ``mmd_kernel_bandwidth``, default the latent dimension).  The remaining arguments
     are :class:`LatentVariableModule`'s.  Objectives that are intractable, constant or need a critic

@@ -1,0 +1,58 @@
+"""``infoae sweep STUDY.yaml [--workers N]`` and ``infoae sweep report STUDY.yaml``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from infoae_pl.tuning.spec import StudySpecError, load_study
+
+EPILOG = """examples:
+  infoae sweep sweeps/beta_elbo_beta.yaml                  # one worker, journal file in runs/sweeps/NAME/
+  infoae sweep sweeps/beta_elbo_beta.yaml --workers 2      # two processes on this machine
+  infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB   # on every node
+  infoae sweep report sweeps/beta_elbo_beta.yaml           # figures + best trials, no W&B needed
+Re-running the same command resumes the study: finished trials are kept, lost ones run again."""
+
+
+def _parser(report: bool) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="infoae sweep report" if report else "infoae sweep",
+        description="Write a study's report." if report else "Search Lagrange multipliers (any config key) with Optuna.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("study", help="the study YAML (see sweeps/)")
+    parser.add_argument("--storage", default=None, help="override the YAML's storage (journal path or DB URL)")
+    if not report:
+        parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
+        parser.add_argument("--n-trials", type=int, default=None, help="override the YAML's trial budget")
+        parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
+        parser.add_argument("--create-only", action="store_true",
+                            help="check the study and create it in its storage, run nothing (cluster set-up)")
+    return parser
+
+
+def sweep_main(argv: list[str]) -> int:
+    report = bool(argv) and argv[0] == "report"
+    args = _parser(report).parse_args(argv[1:] if report else argv)
+    try:
+        spec = load_study(args.study, storage=args.storage, n_trials=None if report else args.n_trials)
+        if report:
+            from infoae_pl.tuning.report import write_report
+            from infoae_pl.tuning.sweep import open_study
+
+            paths = write_report(spec, open_study(spec))
+            for name, path in paths.items():
+                print(f"{name}: {path}")
+            return 0 if paths else 1
+        from infoae_pl.tuning.sweep import create_study, run_sweep
+
+        if args.create_only:
+            create_study(spec)
+            print(f"study {spec.study_name} ready")
+            return 0
+        run_sweep(spec, workers=args.workers, report=not args.no_report)
+    except StudySpecError as error:
+        print(f"infoae sweep: {error}", file=sys.stderr)
+        return 2
+    return 0
