@@ -48,8 +48,8 @@ def write_study(folder: Path, name: str, trials: int) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200, help="training steps per trial")
-    parser.add_argument("--trials", type=int, default=6, help="trials per study")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps per trial")
+    parser.add_argument("--trials", type=int, default=8, help="trials per study")
     parser.add_argument("--fit-repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
