@@ -98,3 +98,12 @@ def test_tiny_profile_end_to_end(tmp_path, monkeypatch):
     recomputed = check_claims(rows, "nll_quadrature", profile.mi_bound, profile.warmup_steps)
     assert {k: v["holds"] for k, v in recomputed.items()} == {
         k: v["holds"] for k, v in checks["claims_on_quadrature_nll"].items()}
+
+
+def test_seeds_can_be_overridden(tmp_path, monkeypatch):
+    monkeypatch.setitem(PROFILES, "tiny", replace(PROFILES["tiny"], steps=20))
+    assert main(["--profile", "tiny", "--seeds", "5", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert {r["seed"] for r in read_curves(tmp_path / "curves.csv")} == {5}
+    assert json.loads((tmp_path / "checks.json").read_text())["profile"]["seeds"] == [5]
+    with pytest.raises(SystemExit):
+        main(["--profile", "tiny", "--seeds", "1", "1", "--out", str(tmp_path)])

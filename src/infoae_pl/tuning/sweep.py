@@ -198,10 +198,10 @@ def run_sweep(spec: StudySpec, workers: int = 1, report: bool = True) -> optuna.
     done = sum(counts_toward_budget(t) and t.state.is_finished() for t in study.get_trials(deepcopy=False))
     print(f"[sweep {spec.study_name}] storage {redact(storage_url(spec))}; {done}/{spec.n_trials} trials done; "
           f"{workers} worker(s); runs under {spec.output_dir}", flush=True)
-    placement = worker_placement(workers)
-    if workers == 1:
-        work(spec, 0, **placement[0], exact_seed=not study.get_trials(deepcopy=False))
+    if workers == 1:  # in this process, on every device it sees (a trial may itself use several GPUs)
+        work(spec, 0, exact_seed=not study.get_trials(deepcopy=False))
     else:
+        placement = worker_placement(workers)
         context = multiprocessing.get_context("spawn")
         processes = [context.Process(target=work, args=(spec, i), kwargs=placement[i], name=f"sweep-worker-{i}")
                      for i in range(workers)]
