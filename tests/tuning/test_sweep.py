@@ -17,10 +17,12 @@ from wandb_records import run_record
 from infoae_pl.cli import main
 from infoae_pl.tuning import load_study, open_study, run_sweep
 from infoae_pl.tuning.storage import redact
+from infoae_pl.tuning.sweep import counts_toward_budget
 
 
 def states(study: optuna.Study) -> list[str]:
-    return [t.state.name for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    """The states of the trials that use the budget (a surplus trial of a race between workers does not)."""
+    return [t.state.name for t in sorted(study.get_trials(), key=lambda t: t.number) if counts_toward_budget(t)]
 
 
 def test_a_study_runs_its_budget_logs_each_trial_and_resumes_without_repeating(write_study, capsys):
@@ -127,7 +129,25 @@ def test_two_worker_processes_share_a_journal_without_duplicates(write_study):
     study = run_sweep(load_study(path), workers=2, report=False)
     assert states(study) == ["COMPLETE"] * 4
     assert sorted(t.params["model.init_args.beta"] for t in study.trials) == [0.2, 0.5, 1.0, 2.0]
-    assert len({t.user_attrs["worker_pid"] for t in study.trials}) <= 2
+    assert len(study.trials) == 4  # enqueued grid points: no surplus either
+
+
+def test_two_worker_processes_sample_distinct_trials_on_a_journal(write_study):
+    study = run_sweep(load_study(write_study(n_trials=4)), workers=2, report=False)
+    assert states(study) == ["COMPLETE"] * 4
+    counted = [t for t in study.trials if counts_toward_budget(t)]
+    assert len({t.params["model.init_args.beta"] for t in counted}) == 4  # each worker has its own seed
+
+
+def test_val_and_test_objectives_together(write_study):
+    path = write_study(n_trials=1, objectives=[{"metric": "val/nll", "direction": "minimize"},
+                                               {"metric": "test/nll", "direction": "minimize"}])
+    (trial,) = run_sweep(load_study(path), report=False).trials
+    assert trial.state == TrialState.COMPLETE
+    with (load_study(path).output_dir / "trial-0000" / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert trial.values == [pytest.approx(float([r for r in rows if r.get("val/nll")][-1]["val/nll"])),
+                            pytest.approx(float([r for r in rows if r.get("test/nll")][-1]["test/nll"]))]
 
 
 def _start_sweep(path, *extra):
@@ -178,7 +198,7 @@ def test_two_workers_against_postgresql_complete_the_budget_exactly(write_study,
     path = write_study(name=name, storage=postgres_url, n_trials=4)
     study = run_sweep(load_study(path), workers=2, report=False)
     assert states(study) == ["COMPLETE"] * 4
-    assert len({t.params["model.init_args.beta"] for t in study.trials}) == 4
+    assert len({t.params["model.init_args.beta"] for t in study.trials if counts_toward_budget(t)}) == 4
     password = postgres_url.split("://", 1)[1].split("@", 1)[0].partition(":")[2]
     out = capsys.readouterr().out
     assert redact(postgres_url) in out  # the URL is shown, with its password as ***
@@ -208,3 +228,17 @@ def test_a_sqlite_storage_works_for_one_worker(write_study, tmp_path):
     study = run_sweep(load_study(path), report=False)
     assert states(study) == ["COMPLETE"]
     assert (tmp_path / "study.db").stat().st_size > 0
+
+
+def test_trials_write_their_logs_on_every_slurm_node(write_study, monkeypatch):
+    """Under srun, Lightning takes SLURM_PROCID as the rank: node 2's trials would log nothing."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # as Lightning set it at import on that node
+    path = write_study(n_trials=1)
+    (trial,) = run_sweep(load_study(path), report=False).trials
+    assert trial.state == TrialState.COMPLETE
+    assert (load_study(path).output_dir / "trial-0000" / "metrics.csv").is_file()
+    assert list((load_study(path).output_dir / "trial-0000" / "wandb").glob("offline-run-*"))

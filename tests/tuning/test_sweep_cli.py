@@ -13,7 +13,7 @@ def test_a_bad_study_exits_2_with_the_key_before_any_trial(write_study, capsys):
     assert main(["sweep", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("infoae sweep: pruner.name='asha' is not supported; choose one of: median, hyperband, none")
-    assert not load_study(write_study(name="other")).output_dir.exists()
+    assert not (path.parent / "sweeps" / "tiny").exists(), "nothing may be created before the study is valid"
 
 
 def test_workers_must_be_positive(write_study, capsys):
@@ -39,3 +39,8 @@ def test_sweep_help_shows_the_commands(capsys):
 def test_a_missing_study_file_is_named(capsys):
     assert main(["sweep", "nowhere.yaml"]) == 2
     assert "study file 'nowhere.yaml' does not exist" in capsys.readouterr().err
+
+
+def test_report_on_a_study_that_never_ran_exits_2(write_study, capsys):
+    assert main(["sweep", "report", str(write_study())]) == 2
+    assert "no study 'tiny' in" in capsys.readouterr().err

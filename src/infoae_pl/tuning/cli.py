@@ -10,7 +10,8 @@ from infoae_pl.tuning.spec import StudySpecError, load_study
 EPILOG = """examples:
   infoae sweep sweeps/beta_elbo_beta.yaml                  # one worker, journal file in runs/sweeps/NAME/
   infoae sweep sweeps/beta_elbo_beta.yaml --workers 2      # two processes on this machine
-  infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB   # on every node
+  infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB --create-only
+  infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB   # then on every node
   infoae sweep report sweeps/beta_elbo_beta.yaml           # figures + best trials, no W&B needed
 Re-running the same command resumes the study: finished trials are kept, lost ones run again."""
 
@@ -41,7 +42,12 @@ def sweep_main(argv: list[str]) -> int:
             from infoae_pl.tuning.report import write_report
             from infoae_pl.tuning.sweep import open_study
 
-            paths = write_report(spec, open_study(spec))
+            try:
+                study = open_study(spec)
+            except KeyError:
+                raise StudySpecError(f"no study {spec.study_name!r} in {spec.storage or spec.output_dir}; "
+                                     "run `infoae sweep` first") from None
+            paths = write_report(spec, study)
             for name, path in paths.items():
                 print(f"{name}: {path}")
             return 0 if paths else 1

@@ -36,8 +36,10 @@ SAMPLERS = ("tpe", "gp", "nsga2", "cmaes", "random", "grid")
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 PRUNERS = ("median", "hyperband", "none")
 HEARTBEAT_KEYS = ("interval", "grace_period", "max_retry")
-# Trials run quietly: one line per trial from the sweep replaces Lightning's bars and summaries.
-QUIET_TRAINER = {"enable_progress_bar": False, "enable_model_summary": False}
+# Trials run quietly (one line per trial from the sweep replaces Lightning's bars and summaries) and
+# on one device: several GPUs are used by several workers (`--workers`), never by one trial, since
+# a multi-device trial would relaunch the sweep command on each rank.
+TRIAL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "devices": 1}
 
 
 class StudySpecError(ValueError):
@@ -156,7 +158,9 @@ def load_study(path: str | Path, storage: str | None = None, n_trials: int | Non
 
 
 def parse_study(raw: dict[str, Any], base_dir: Path = Path("."), source: Path | None = None) -> StudySpec:
-    """Validate a study given as a mapping (the YAML's content); paths are relative to ``base_dir``."""
+    """Validate a study given as a mapping (the YAML's content). ``base_config`` is relative to
+    ``base_dir`` (the study file's folder); ``output_dir`` and a journal path, like every run folder
+    of the package, to the working directory."""
     _check_keys("study", raw, STUDY_KEYS)
     name = raw.get("study_name")
     if not isinstance(name, str) or not name or "/" in name:
@@ -196,8 +200,9 @@ def parse_study(raw: dict[str, Any], base_dir: Path = Path("."), source: Path | 
     heartbeat = raw.get("heartbeat") or {}
     _check_keys("heartbeat", heartbeat, HEARTBEAT_KEYS)
     for key, value in heartbeat.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "max_retry" else 1):
-            raise StudySpecError(f"heartbeat.{key} must be a positive integer, got {value!r}")
+        least = 0 if key == "max_retry" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise StudySpecError(f"heartbeat.{key} must be an integer >= {least}, got {value!r}")
     beat = Heartbeat(**heartbeat)
     if beat.grace_period <= beat.interval:
         raise StudySpecError(f"heartbeat.grace_period ({beat.grace_period}) must exceed heartbeat.interval ({beat.interval})")
@@ -233,10 +238,14 @@ def _run_config(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     if not isinstance(overrides, dict):
         raise StudySpecError(f"config must map dotted keys to values (e.g. trainer.max_steps: 1000), got {overrides!r}")
     trainer = config.setdefault("trainer", {})
-    for key, value in QUIET_TRAINER.items():
+    for key, value in TRIAL_TRAINER_DEFAULTS.items():
         trainer.setdefault(key, value)
     for key, value in overrides.items():
         set_dotted(config, str(key), value)
+    devices = config["trainer"].get("devices")
+    if devices not in (1, "1") and not (isinstance(devices, list) and len(devices) == 1):
+        raise StudySpecError(f"trainer.devices={devices!r}: a sweep trial runs on one device; "
+                             "use --workers N to run N trials at once on N GPUs")
     return config
 
 

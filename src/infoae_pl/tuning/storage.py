@@ -66,8 +66,10 @@ def make_storage(spec: StudySpec) -> optuna.storages.BaseStorage:
                 grace_period=beat.grace_period,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=beat.max_retry, inherit_intermediate_values=False),
             )
-        except Exception as error:  # SQLAlchemy's message may quote the URL: show the redacted one only
-            raise StudySpecError(f"cannot open storage {redact(url)}: {type(error).__name__}") from None
+        except Exception as error:  # the message may quote the URL: mask its password
+            password = make_url(url).password
+            message = str(error).replace(password, "***") if password else str(error)
+            raise StudySpecError(f"cannot open storage {redact(url)}: {type(error).__name__}: {message}") from None
 
 
 def uses_heartbeats(spec: StudySpec) -> bool:
@@ -101,10 +103,11 @@ def recover_dead_local_trials(study: optuna.Study) -> list[int]:
         attrs = trial.user_attrs
         if attrs.get("worker_host") != host or _process_alive(int(attrs.get("worker_pid", -1))):
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {attrs['worker_pid']} died")
-        study._storage.set_trial_user_attr(trial._trial_id, "retried", True)
         try:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {attrs['worker_pid']} died")
+            study._storage.set_trial_user_attr(trial._trial_id, "retried", True)
+            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+                continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first
         study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)

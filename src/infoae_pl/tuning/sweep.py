@@ -19,6 +19,7 @@ from typing import Any
 
 import optuna
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from optuna.trial import FrozenTrial, TrialState
 
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
@@ -47,11 +48,6 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
     return bool(attrs.get("fail_reason")) and not attrs.get("retried") and not attrs.get("surplus")
 
 
-def _enqueued(trial: FrozenTrial) -> bool:
-    """Grid points and retries were enqueued: they always run, whatever the budget says."""
-    return "fixed_params" in trial.system_attrs or "failed_trial" in trial.system_attrs
-
-
 def open_study(spec: StudySpec, create: bool = False, worker_key: str | None = None) -> optuna.Study:
     """The study in its storage (created, with its grid enqueued once, when ``create``); ``worker_key``
     varies a seeded sampler per worker (see :meth:`StudySpec.make_sampler`)."""
@@ -69,25 +65,32 @@ def open_study(spec: StudySpec, create: bool = False, worker_key: str | None = N
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(spec.metrics)
-        if spec.grid and not study.user_attrs.get("grid_enqueued"):
-            for point in spec.grid[: spec.n_trials]:
-                study.enqueue_trial(point, skip_if_exists=True)
-            study.set_user_attr("grid_enqueued", len(spec.grid))
+        for point in spec.grid[: spec.n_trials]:  # points already in the study (any state) are skipped
+            study.enqueue_trial(point, skip_if_exists=True)
         return study
     return optuna.load_study(study_name=spec.study_name, storage=storage, sampler=spec.make_sampler(worker_key),
                              pruner=spec.make_pruner())
 
 
 def budget_left(spec: StudySpec, study: optuna.Study) -> bool:
-    """Whether a worker should ask for another trial."""
-    if uses_heartbeats(spec):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # dead workers' trials become retries first
-    trials = study.get_trials(deepcopy=False)
-    if any(t.state == TrialState.WAITING for t in trials):
-        return True
-    return sum(counts_toward_budget(t) for t in trials) < spec.n_trials
+    """Whether a worker should ask for another trial. With a database storage, a worker whose budget
+    is full waits while other workers' trials run: if one of them dies, its trial turns stale after
+    ``heartbeat.grace_period`` and this worker runs the retry, so the study still finishes."""
+    while True:
+        if uses_heartbeats(spec):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # dead workers' trials become retries first
+        else:
+            recover_dead_local_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return True
+        if sum(counts_toward_budget(t) for t in trials) < spec.n_trials:
+            return True
+        if not (uses_heartbeats(spec) and any(t.state == TrialState.RUNNING for t in trials)):
+            return False
+        time.sleep(min(spec.heartbeat.interval, 5))
 
 
 def suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
@@ -105,13 +108,13 @@ def make_objective(spec: StudySpec, study: optuna.Study):
     def objective(trial: optuna.Trial) -> float | list[float]:
         for key, value in this_worker().items():
             trial.set_user_attr(key, value)
-        frozen = study._storage.get_trial(trial._trial_id)
-        if not _enqueued(frozen):
-            earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-            if sum(counts_toward_budget(t) for t in earlier) >= spec.n_trials:
-                trial.set_user_attr("surplus", True)
-                trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
-                raise SurplusTrialError("the budget was used up by other workers at the same moment")
+        # Trial numbers are handed out atomically: a trial whose earlier trials already fill the budget
+        # is surplus (two workers asked at once, or a retry raced a fresh trial) and does not run.
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(counts_toward_budget(t) for t in earlier) >= spec.n_trials:
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
+            raise SurplusTrialError("the budget was used up by other workers at the same moment")
         params = {name: suggest(trial, name, d) for name, d in spec.search_space.items()}
         trial_dir = spec.output_dir / f"trial-{trial.number:04d}"
         try:
@@ -143,6 +146,15 @@ def tally(study: optuna.Study) -> str:
     return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
 
 
+def run_trials_as_one_process() -> None:
+    """Under `srun`, Lightning takes SLURM_PROCID as this process's rank (and checks SLURM's task
+    counts), which would silence every rank-zero-only write (CSV metrics, W&B runs) on all nodes but
+    the first. A sweep's trial is one process: it is rank 0 of its own run."""
+    for variable in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_PROCID", "SLURM_LOCALID"):
+        os.environ.pop(variable, None)
+    rank_zero_only.rank = 0
+
+
 def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_device: str | None = None,
          exact_seed: bool = False) -> int:
     """Run trials until the budget is used; returns how many this worker ran. ``exact_seed``: the
@@ -152,14 +164,15 @@ def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_devi
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_device
     if threads:
         torch.set_num_threads(threads)
+    run_trials_as_one_process()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, worker_key=None if exact_seed else f"{socket.gethostname()}/{os.getpid()}")
-    objective, ran = make_objective(spec, study), 0
+    objective, ran, me = make_objective(spec, study), 0, this_worker()
     while budget_left(spec, study):
         start = time.perf_counter()
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         mine = [t for t in study.get_trials(deepcopy=False)
-                if t.user_attrs.get("worker_pid") == os.getpid() and t.state.is_finished()]
+                if {k: t.user_attrs.get(k) for k in me} == me and t.state.is_finished()]
         if mine:
             last = max(mine, key=lambda t: t.number)
             if not last.user_attrs.get("surplus"):
@@ -176,13 +189,16 @@ def worker_placement(workers: int) -> list[dict[str, Any]]:
     if gpus:
         if workers > gpus:
             warnings.warn(f"{workers} workers share {gpus} GPUs", stacklevel=2)
-        return [{"cuda_device": str(i % gpus), "threads": None} for i in range(workers)]
+        inherited = os.environ.get("CUDA_VISIBLE_DEVICES")  # e.g. "2,3" from SLURM: stay inside it
+        visible = [d.strip() for d in inherited.split(",")] if inherited else [str(i) for i in range(gpus)]
+        return [{"cuda_device": visible[i % gpus], "threads": None} for i in range(workers)]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return [{"cuda_device": None, "threads": max(1, cores // workers)} for _ in range(workers)]
 
 
 def create_study(spec: StudySpec) -> optuna.Study:
     """Check that a trial's config parses, then create the study (idempotent)."""
+    run_trials_as_one_process()
     check_run_config(spec)
     return open_study(spec, create=True)
 

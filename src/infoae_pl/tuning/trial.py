@@ -109,9 +109,13 @@ def run_trial(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], tria
             cli.trainer.fit(cli.model, datamodule=cli.datamodule)
             if cli.trainer.interrupted:  # Ctrl-C: stop the sweep; the trial does not use up the budget
                 raise KeyboardInterrupt(f"trial {trial.number} was interrupted")
-            if any(m.startswith("test/") for m in spec.metrics):
+            logged = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+            if any(m.startswith("test/") for m in spec.metrics):  # test() resets callback_metrics
                 cli.trainer.test(cli.model, datamodule=cli.datamodule)
-        return objective_values(spec, {k: float(v) for k, v in cli.trainer.callback_metrics.items()})
+                logged.update({k: float(v) for k, v in cli.trainer.callback_metrics.items()})
+        return objective_values(spec, logged)
+    except SystemExit as error:  # Lightning turns Ctrl-C into sys.exit(1): stop the sweep the same way
+        raise KeyboardInterrupt(f"trial {trial.number} was interrupted") from error
     finally:
         wandb.finish()  # a pruned or failed trial must not leave its run open for the next one
 
