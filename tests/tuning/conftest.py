@@ -28,6 +28,7 @@ BASE_CONFIG = {
     },
 }
 POSTGRES_ENV = "INFOAE_TEST_POSTGRES_URL"
+REQUIRE_ENV = "INFOAE_REQUIRE_POSTGRES"
 
 
 @pytest.fixture
@@ -57,17 +58,19 @@ def write_study(tmp_path):
 @pytest.fixture
 def postgres_url():
     """A PostgreSQL URL from INFOAE_TEST_POSTGRES_URL (set by .ci/run, which starts a real server)."""
+    # .ci/run sets INFOAE_REQUIRE_POSTGRES: there a missing or broken server fails instead of skipping.
+    unavailable = pytest.fail if os.environ.get(REQUIRE_ENV) else pytest.skip
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        pytest.skip(f"no PostgreSQL server configured: set {POSTGRES_ENV} (as .ci/run does)")
+        unavailable(f"no PostgreSQL server configured: set {POSTGRES_ENV} (as .ci/run does)")
     import sqlalchemy
 
     from infoae_pl.tuning.storage import _driver_url
 
     try:
         sqlalchemy.create_engine(_driver_url(url)).connect().close()
-    except Exception as error:  # any failure to connect means: skip, with its reason
-        pytest.skip(f"PostgreSQL at {POSTGRES_ENV} is not reachable: {type(error).__name__}")
+    except Exception as error:  # any failure to connect: skip (or fail in CI), with its reason
+        unavailable(f"PostgreSQL at {POSTGRES_ENV} is not reachable: {type(error).__name__}")
     return url
 
 

@@ -49,8 +49,8 @@ def counts_toward_budget(trial: FrozenTrial) -> bool:
 
 
 def open_study(spec: StudySpec, create: bool = False, worker_key: str | None = None) -> optuna.Study:
-    """The study in its storage (created, with its grid enqueued once, when ``create``); ``worker_key``
-    varies a seeded sampler per worker (see :meth:`StudySpec.make_sampler`)."""
+    """The study in its storage; with ``create``, created if new and its grid points not yet in it
+    enqueued. ``worker_key`` varies a seeded sampler per worker (see :meth:`StudySpec.make_sampler`)."""
     storage = make_storage(spec)
     if create:
         study = optuna.create_study(
