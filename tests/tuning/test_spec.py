@@ -186,4 +186,8 @@ def test_urls_are_redacted_and_plain_postgresql_urls_get_an_installed_driver():
     assert redact("postgresql+psycopg2://user:s3cret@db.example:5432/studies") == (
         "postgresql+psycopg2://user:***@db.example:5432/studies")
     assert redact("runs/sweeps/x/study.journal") == "runs/sweeps/x/study.journal"
-    assert _driver_url("postgresql://u:p@h/d").startswith(("postgresql://", "postgresql+psycopg2://"))
+    import importlib.util
+
+    expected = "postgresql://" if importlib.util.find_spec("psycopg") else "postgresql+psycopg2://"
+    assert _driver_url("postgresql://u:p@h/d") == expected + "u:p@h/d"
+    assert _driver_url("postgresql+psycopg2://u:p@h/d") == "postgresql+psycopg2://u:p@h/d"

@@ -82,7 +82,6 @@ class StudySpec:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     wandb_project: str = "infoae-pl"
     grid: tuple[dict[str, Any], ...] = ()
-    source: Path | None = None
 
     @property
     def directions(self) -> list[str]:
@@ -154,10 +153,10 @@ def load_study(path: str | Path, storage: str | None = None, n_trials: int | Non
         raw["storage"] = storage
     if n_trials is not None:
         raw["n_trials"] = n_trials
-    return parse_study(raw, base_dir=path.parent, source=path)
+    return parse_study(raw, base_dir=path.parent)
 
 
-def parse_study(raw: dict[str, Any], base_dir: Path = Path("."), source: Path | None = None) -> StudySpec:
+def parse_study(raw: dict[str, Any], base_dir: Path = Path(".")) -> StudySpec:
     """Validate a study given as a mapping (the YAML's content). ``base_config`` is relative to
     ``base_dir`` (the study file's folder); ``output_dir`` and a journal path, like every run folder
     of the package, to the working directory."""
@@ -211,7 +210,7 @@ def parse_study(raw: dict[str, Any], base_dir: Path = Path("."), source: Path | 
         study_name=name, run_config=run_config, search_space=space, objectives=objectives, sampler=sampler,
         sampler_options=sampler_options, pruner=pruner, pruner_options=pruner_options, n_trials=n_trials,
         storage=storage, output_dir=output_dir, heartbeat=beat,
-        wandb_project=str(raw.get("wandb_project") or "infoae-pl"), grid=tuple(grid), source=source,
+        wandb_project=str(raw.get("wandb_project") or "infoae-pl"), grid=tuple(grid),
     )
 
 

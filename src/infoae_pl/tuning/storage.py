@@ -101,7 +101,8 @@ def recover_dead_local_trials(study: optuna.Study) -> list[int]:
     host, recovered = socket.gethostname(), []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get("worker_host") != host or _process_alive(int(attrs.get("worker_pid", -1))):
+        pid = attrs.get("worker_pid")
+        if attrs.get("worker_host") != host or pid is None or _process_alive(int(pid)):
             continue
         try:
             study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {attrs['worker_pid']} died")

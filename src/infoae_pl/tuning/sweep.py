@@ -33,8 +33,6 @@ from infoae_pl.tuning.storage import (
 )
 from infoae_pl.tuning.trial import check_run_config, run_trial
 
-THREADS_ENV = "INFOAE_SWEEP_THREADS"
-
 
 class SurplusTrialError(RuntimeError):
     """Another worker took the last trial of the budget at the same moment; this one does not run."""
