@@ -1,9 +1,11 @@
-"""EvaluationCallback in tiny Lightning runs: logged keys, cadence, figures, implicit models."""
+"""EvaluationCallback in tiny Lightning runs: logged keys, cadence, figures, implicit and code models."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 from unittest.mock import MagicMock
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 from torch.utils.data import DataLoader, TensorDataset
 
+from infoae_pl.data.toy import ring8
 from infoae_pl.evaluation import EvaluationCallback
 
 KEYS = ("nll", "elbo", "mi_ba", "mi_aggregate", "mmd_qz_pz")
@@ -181,7 +184,7 @@ def test_implicit_generators_get_a_sample_histogram_and_no_likelihood_metrics(tm
     trainer = _trainer(tmp_path, EvaluationCallback())
     with pytest.warns(UserWarning, match="lacks prior/encode/decode"):
         logged = trainer.validate(ImplicitGeneratorModule(), datamodule=datamodule, verbose=False)[0]
-    assert set(logged) == {"val/loss"}
+    assert set(logged) == {"val/loss", "val/mmd_x"}
     assert (Path(trainer.log_dir) / "figures" / "val_density_step0000000.png").is_file()
 
 
@@ -196,3 +199,134 @@ def test_figures_go_to_wandb_when_a_wandb_logger_is_attached(tmp_path, make_line
     assert (tmp_path / "figures" / "test_density_step0000007.png").is_file()
     (logged,), kwargs = wandb_logger.log_metrics.call_args
     assert kwargs == {"step": 7} and isinstance(logged["test/density"], wandb.Image)
+
+
+class DecoderMeanGenerator(LinearGaussianModule):
+    """A linear-Gaussian module with ``sample_x`` = mean of p(x|z) and a switchable ``has_likelihood``."""
+
+    def __init__(self, model: nn.Module, has_likelihood: bool) -> None:
+        super().__init__(model)
+        self.has_likelihood = has_likelihood
+
+    def sample_x(self, z: Tensor) -> Tensor:
+        return self.decode(z).mean
+
+
+class RingCodeGenerator(L.LightningModule):
+    """An InfoGAN-like generator of the ring of 8: z = (code logit, 2-D noise), one ring mode per code."""
+
+    has_likelihood = False
+
+    def __init__(self, num_modes_used: int = 8) -> None:
+        super().__init__()
+        ring = ring8()
+        self.register_buffer("centres", ring.centres)
+        self.std, self.num_modes_used = ring.std, num_modes_used
+
+    def prior(self) -> Distribution:
+        return Independent(Normal(torch.zeros(3), torch.ones(3)), 1)
+
+    def sample_x(self, z: Tensor) -> Tensor:
+        code = (torch.special.ndtr(z[:, 0]) * self.num_modes_used).long().clamp(max=self.num_modes_used - 1)
+        return self.centres[code] + self.std * z[:, 1:]
+
+    def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:
+        codes = torch.special.ndtri((torch.arange(self.num_modes_used) + 0.5) / self.num_modes_used)
+        noise = torch.randn(samples_per_row, 2)  # shared by every row
+        latents = torch.cat(
+            [codes.repeat_interleave(samples_per_row)[:, None], noise.repeat(len(codes), 1)], 1
+        )
+        return latents, [f"c = {code}" for code in range(self.num_modes_used)]
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val/loss", batch[0].mean())
+
+
+class ImageCodeGenerator(L.LightningModule):
+    """An InfoGAN-like generator of 4×4 images whose code (3 values) sets the brightness."""
+
+    has_likelihood = False
+
+    def prior(self) -> Distribution:
+        return Independent(Normal(torch.zeros(2), torch.ones(2)), 1)
+
+    def sample_x(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(z[:, :1] + 0.1 * z[:, 1:]).expand(-1, 16)
+
+    def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:
+        codes = torch.tensor([-3.0, 0.0, 3.0]).repeat_interleave(samples_per_row)
+        noise = torch.randn(samples_per_row).repeat(3)
+        return torch.stack([codes, noise], 1), ["dark", "grey", "bright"]
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self.log("val/loss", batch[0].mean())
+
+
+class RingDataModule(TinyDataModule):
+    """Ring-of-8 data with the ``mode_centres``/``mode_std`` attributes of ``InfoAEDataModule``."""
+
+    def __init__(self, count: int) -> None:
+        ring = ring8()
+        x, _ = ring.sample(count, torch.Generator().manual_seed(0))
+        super().__init__(x, data_shape=(2,), data_entropy=ring.entropy())
+        self.mode_centres, self.mode_std = ring.centres, ring.std
+
+
+@pytest.mark.parametrize("has_likelihood", [True, False])
+def test_has_likelihood_false_skips_nll_elbo_and_mi_ba_with_one_note(
+    tmp_path, make_linear_gaussian, caplog, has_likelihood
+) -> None:
+    L.seed_everything(0, workers=True)
+    model = make_linear_gaussian(data_dim=2, latent_dim=1, scales=[1.3], noise_std=0.4, dtype=torch.float32)
+    x = model.sample_data(48).float()
+    datamodule = TinyDataModule(x, data_shape=(2,), data_entropy=model.marginal().entropy().item())
+    callback = EvaluationCallback(importance_samples=8, max_batches=2)
+    module = DecoderMeanGenerator(model, has_likelihood)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
+        warnings.simplefilter("always")
+        for run in ("first", "second"):
+            logged = _trainer(tmp_path / run, callback).validate(
+                module, datamodule=datamodule, verbose=False
+            )[0]
+    assert not [warning for warning in caught if "lacks prior/encode/decode" in str(warning.message)]
+    notes = [record for record in caplog.records if "has_likelihood=False" in record.getMessage()]
+    assert len(notes) == (0 if has_likelihood else 1)
+    common = {"val/loss", "val/mi_aggregate", "val/mmd_qz_pz", "val/mmd_x", "val/reconstruction_error"}
+    assert set(logged) == common | ({"val/nll", "val/elbo", "val/mi_ba"} if has_likelihood else set())
+    with torch.no_grad():
+        reconstructions = model.decode(model.encode(x[:32]).mean).mean
+    expected_error = (x[:32] - reconstructions).square().sum(-1).mean().item()
+    assert logged["val/reconstruction_error"] == pytest.approx(expected_error, rel=1e-5)
+    figures = sorted(path.name for path in (tmp_path / "second").rglob("*.png"))
+    assert figures == ["val_samples_step0000000.png"]  # 2-D data: a scatter of sample_x
+
+
+def test_ring_data_logs_mode_coverage_and_draws_sample_and_code_scatters(tmp_path) -> None:
+    L.seed_everything(0, workers=True)
+    callback = EvaluationCallback(mode_samples=1000)
+    trainer = _trainer(tmp_path, callback)
+    with pytest.warns(UserWarning, match="lacks prior/encode/decode"):  # no encoder: no latent metrics
+        logged = trainer.validate(RingCodeGenerator(num_modes_used=5), datamodule=RingDataModule(64))[0]
+    assert set(logged) == {
+        "val/loss",
+        "val/mmd_x",
+        "val/modes_hit",
+        "val/high_quality_fraction",
+        "val/mode_kl",
+    }
+    assert logged["val/modes_hit"] == 5
+    assert logged["val/high_quality_fraction"] > 0.95  # P(χ²₂ ≤ 9) ≈ 0.989
+    assert logged["val/mode_kl"] == pytest.approx(math.log(8 / 5), abs=0.02)
+    figures = sorted(path.name for path in (Path(trainer.log_dir) / "figures").iterdir())
+    assert figures == ["val_code_grid_step0000000.png", "val_samples_step0000000.png"]
+
+
+def test_image_data_gets_a_code_grid_of_generator_outputs(tmp_path) -> None:
+    L.seed_everything(0, workers=True)
+    datamodule = TinyDataModule(torch.rand(32, 16), data_shape=(1, 4, 4), data_entropy=None)
+    trainer = _trainer(tmp_path, EvaluationCallback(num_figure_samples=9))
+    with pytest.warns(UserWarning, match="lacks prior/encode/decode"):
+        logged = trainer.validate(ImageCodeGenerator(), datamodule=datamodule, verbose=False)[0]
+    assert set(logged) == {"val/loss", "val/mmd_x"}
+    figures = sorted(path.name for path in (Path(trainer.log_dir) / "figures").iterdir())
+    assert figures == ["val_code_grid_step0000000.png", "val_prior_samples_step0000000.png"]

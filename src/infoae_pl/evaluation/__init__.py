@@ -1,4 +1,4 @@
-"""Evaluation: per-example estimators, torchmetrics Metrics, figures and the Lightning callback."""
+"""Evaluation: estimators, torchmetrics Metrics, sampling helpers, figures and the Lightning callback."""
 
 from infoae_pl.evaluation.callback import NLL_ESTIMATORS, EvaluationCallback
 from infoae_pl.evaluation.estimators import (
@@ -10,16 +10,26 @@ from infoae_pl.evaluation.estimators import (
     prior_sampled_log_likelihood,
     quadrature_log_likelihood,
 )
-from infoae_pl.evaluation.figures import density_figure, image_grid, image_grid_figure, save_figure
+from infoae_pl.evaluation.figures import (
+    density_figure,
+    image_grid,
+    image_grid_figure,
+    save_figure,
+    scatter_figure,
+)
 from infoae_pl.evaluation.metrics import (
     AggregatePosteriorMI,
     BarberAgakovMI,
+    GeneratedDataMMD,
     ImportanceSampledNLL,
     LatentMMD,
+    ModeCoverage,
     NegativeELBO,
     PriorSampledNLL,
     QuadratureNLL,
+    ReconstructionError,
 )
+from infoae_pl.evaluation.sampling import decoded_x, generate, has_likelihood, reconstruct
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -27,19 +37,27 @@ __all__ = [
     "AggregatePosteriorMI",
     "BarberAgakovMI",
     "EvaluationCallback",
+    "GeneratedDataMMD",
     "ImportanceSampledNLL",
     "LatentMMD",
+    "ModeCoverage",
     "NegativeELBO",
     "PriorSampledNLL",
     "QuadratureNLL",
+    "ReconstructionError",
     "aggregate_posterior_mi",
     "barber_agakov_mi",
+    "decoded_x",
     "density_figure",
     "elbo",
+    "generate",
+    "has_likelihood",
     "image_grid",
     "image_grid_figure",
     "importance_sampled_log_likelihood",
     "prior_sampled_log_likelihood",
     "quadrature_log_likelihood",
+    "reconstruct",
     "save_figure",
+    "scatter_figure",
 ]

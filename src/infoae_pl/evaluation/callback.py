@@ -1,4 +1,4 @@
-"""The evaluation callback: likelihood, bound, MI and MMD metrics plus figures on validation and test."""
+"""The evaluation callback: likelihood, bound, MI, MMD and sample-quality metrics plus figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import Metric
@@ -19,24 +19,33 @@ from infoae_pl.evaluation.estimators import (
     prior_sampled_log_likelihood,
     quadrature_log_likelihood,
 )
-from infoae_pl.evaluation.figures import density_figure, image_grid_figure, save_figure
+from infoae_pl.evaluation.figures import density_figure, image_grid_figure, save_figure, scatter_figure
 from infoae_pl.evaluation.metrics import (
     AggregatePosteriorMI,
     BarberAgakovMI,
+    GeneratedDataMMD,
     ImportanceSampledNLL,
     LatentMMD,
+    ModeCoverage,
     NegativeELBO,
     PriorSampledNLL,
     QuadratureNLL,
+    ReconstructionError,
+)
+from infoae_pl.evaluation.sampling import (
+    can_decode,
+    decoded_x,
+    generate,
+    has_likelihood,
+    has_method,
+    reconstruct,
+    uses_decoder_mean,
 )
 
 NLL_ESTIMATORS = ("importance", "prior", "quadrature")
-_MAX_KEPT_1D = 10_000
+_MAX_KEPT_LOW_DIM = 10_000
 _DENSITY_GRID_POINTS = 400
-
-
-def _has(model: Any, method: str) -> bool:
-    return callable(getattr(model, method, None))
+_CODE_POINTS_PER_ROW = 256
 
 
 def _inputs(batch: Any) -> Tensor:
@@ -54,10 +63,14 @@ class EvaluationCallback(L.Callback):
     ``max_examples`` cap the work per evaluation (per process). Values are logged with
     ``pl_module.log`` so checkpoints, early stopping and pruning can monitor them (on skipped
     validations they keep their previous value). Keys: ``nll`` (by ``nll_estimator``), ``elbo``,
-    ``mi_ba`` (only when the data entropy is known), ``mi_aggregate``, ``mmd_qz_pz``. The module must
-    provide ``prior``/``encode``/``decode``; what needs a missing method (e.g. an implicit
-    generator with ``sample_x``) is skipped. Figures are written to ``<log_dir>/figures`` on rank 0
-    and sent to W&B when a ``WandbLogger`` is attached. Only dataloader 0 is evaluated.
+    ``mi_ba`` (only when the data entropy is known), ``mi_aggregate``, ``mmd_qz_pz``, ``mmd_x`` (MMD
+    between generated and real x), ``reconstruction_error``, and for mixture data whose datamodule has
+    ``mode_centres``/``mode_std``: ``modes_hit``, ``high_quality_fraction``, ``mode_kl``. The module
+    provides ``prior`` and optionally ``encode``/``decode``/``sample_x``/``latent_grid``; what needs a
+    missing method is skipped, and so are ``nll``/``elbo``/``mi_ba`` when ``has_likelihood`` is False
+    (an implicit decoder). Figures (image sample, reconstruction and code grids; 1-D densities; 2-D
+    sample and code scatters) are written to ``<log_dir>/figures`` on rank 0 and sent to W&B when a
+    ``WandbLogger`` is attached. Only dataloader 0 is evaluated.
     """
 
     def __init__(
@@ -75,6 +88,8 @@ class EvaluationCallback(L.Callback):
         mi_max_examples: int = 2000,
         mmd_max_examples: int = 2000,
         data_entropy: float | None = None,
+        mode_samples: int = 2500,
+        mode_quality_stds: float = 3.0,
         figures: bool = True,
         num_figure_samples: int = 64,
     ) -> None:
@@ -99,9 +114,12 @@ class EvaluationCallback(L.Callback):
         self.mi_max_examples = mi_max_examples
         self.mmd_max_examples = mmd_max_examples
         self.data_entropy = data_entropy
+        self.mode_samples = mode_samples
+        self.mode_quality_stds = mode_quality_stds
         self.figures = figures
         self.num_figure_samples = num_figure_samples
         self._num_validations = 0
+        self._noted_no_likelihood = False
         self._active = False
         self._metrics: dict[str, Metric] = {}
         self._signs: dict[str, float] = {}
@@ -161,8 +179,8 @@ class EvaluationCallback(L.Callback):
 
     def _build_metrics(self, trainer: L.Trainer, model: Any) -> dict[str, tuple[Metric, float]]:
         """The metrics this model supports, as key -> (metric, sign applied to the computed value)."""
-        explicit = _has(model, "prior") and _has(model, "decode")
-        amortised = explicit and _has(model, "encode")
+        explicit = has_method(model, "prior") and uses_decoder_mean(model)
+        amortised = explicit and has_method(model, "encode")
         metrics: dict[str, tuple[Metric, float]] = {}
         if self.nll_estimator == "importance" and amortised:
             metrics["nll"] = (ImportanceSampledNLL(self.importance_samples, self.chunk_size), 1.0)
@@ -178,18 +196,35 @@ class EvaluationCallback(L.Callback):
             entropy = self._resolved_data_entropy(trainer)
             if entropy is not None:
                 metrics["mi_ba"] = (BarberAgakovMI(entropy, self.elbo_samples, self.chunk_size), 1.0)
-        if _has(model, "encode"):
+        if has_method(model, "encode"):
             metrics["mi_aggregate"] = (
                 AggregatePosteriorMI(self.mi_max_examples, chunk_size=self.chunk_size),
                 1.0,
             )
-            if _has(model, "prior"):
+            if has_method(model, "prior"):
                 metrics["mmd_qz_pz"] = (LatentMMD(self.mmd_max_examples), 1.0)
+            if can_decode(model):
+                metrics["reconstruction_error"] = (ReconstructionError(), 1.0)
+        if has_method(model, "prior") and has_method(model, "sample_x"):
+            metrics["mmd_x"] = (GeneratedDataMMD(self.mmd_max_examples), 1.0)
+            centres = getattr(trainer.datamodule, "mode_centres", None)
+            std = getattr(trainer.datamodule, "mode_std", None)
+            if centres is not None and std is not None:
+                coverage = ModeCoverage(centres, std, self.mode_samples, self.mode_quality_stds)
+                metrics["mode_coverage"] = (coverage, 1.0)  # logs modes_hit, high_quality_fraction, mode_kl
         return metrics
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         built = self._build_metrics(trainer, pl_module)
-        missing = {"nll", "elbo", "mi_aggregate", "mmd_qz_pz"} - set(built)
+        likelihood = has_likelihood(pl_module)
+        expected = {"mi_aggregate", "mmd_qz_pz"} | ({"nll", "elbo"} if likelihood else set())
+        missing = expected - set(built)
+        if not likelihood and not self._noted_no_likelihood:
+            rank_zero_info(
+                f"EvaluationCallback: {type(pl_module).__name__} has no likelihood (has_likelihood=False);"
+                " skipping nll, elbo and mi_ba."
+            )
+            self._noted_no_likelihood = True
         if missing:
             rank_zero_warn(
                 f"EvaluationCallback: {type(pl_module).__name__} lacks prior/encode/decode needed for"
@@ -212,7 +247,7 @@ class EvaluationCallback(L.Callback):
         for metric in self._metrics.values():
             metric.update(model, x)
         if self.figures:
-            limit = _MAX_KEPT_1D if x[0].numel() == 1 else self.num_figure_samples
+            limit = _MAX_KEPT_LOW_DIM if x[0].numel() <= 2 else self.num_figure_samples
             room = limit - sum(len(kept) for kept in self._kept)
             if room > 0:
                 self._kept.append(x[:room].detach())
@@ -221,8 +256,10 @@ class EvaluationCallback(L.Callback):
         self._active = False
         for key, metric in self._metrics.items():
             if metric.update_count > 0:
-                value = self._signs[key] * metric.compute()
-                pl_module.log(f"{stage}/{key}", float(value), sync_dist=True)
+                value = metric.compute()
+                values = value if isinstance(value, dict) else {key: self._signs[key] * value}
+                for name, number in values.items():
+                    pl_module.log(f"{stage}/{name}", float(number), sync_dist=True)
         self._metrics = {}
         if self.figures and self._kept:
             log_dir = trainer.log_dir or trainer.default_root_dir  # a collective: call on every rank
@@ -240,6 +277,8 @@ class EvaluationCallback(L.Callback):
             figure = self._density_figure(model, data.reshape(-1))
             if figure is not None:
                 figures["density"] = figure
+        elif data_shape == (2,):
+            figures.update(self._scatter_figures(model, data))
         if not figures:
             return
         wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
@@ -252,34 +291,56 @@ class EvaluationCallback(L.Callback):
                     logger.log_metrics({f"{stage}/{name}": wandb.Image(str(path))}, step=trainer.global_step)
 
     def _image_figures(self, model: Any, data: Tensor, data_shape: tuple[int, ...]) -> dict[str, Figure]:
-        """Prior samples (mean of p(x|z), or G(z) for implicit models) and input/reconstruction pairs."""
+        """Prior samples, input/reconstruction pairs and the code grid, all through ``decoded_x``."""
         count = self.num_figure_samples
         columns = max(1, math.isqrt(count))
+        shown = "mean of p(x|z)" if uses_decoder_mean(model) else "G(z)"
         figures: dict[str, Figure] = {}
-        if _has(model, "prior") and (_has(model, "decode") or _has(model, "sample_x")):
+        if has_method(model, "prior") and can_decode(model):
             z = model.prior().sample(torch.Size([count]))
-            samples = model.decode(z).mean if _has(model, "decode") else model.sample_x(z)
-            images = samples.reshape(count, *data_shape).float().cpu().numpy()
-            figures["prior_samples"] = image_grid_figure(images, columns, "mean of p(x|z), z ~ p(z)")
-        if _has(model, "encode") and _has(model, "decode"):
+            images = decoded_x(model, z).reshape(count, *data_shape).float().cpu().numpy()
+            figures["prior_samples"] = image_grid_figure(images, columns, f"{shown}, z ~ p(z)")
+        if has_method(model, "encode") and can_decode(model):
             inputs = data[:count]
-            reconstructions = model.decode(model.encode(inputs).mean).mean
-            pairs = torch.stack([inputs, reconstructions.reshape(inputs.shape)], dim=1)
+            pairs = torch.stack([inputs, reconstruct(model, inputs).reshape(inputs.shape)], dim=1)
             images = pairs.reshape(-1, *data_shape).float().cpu().numpy()
             figures["reconstructions"] = image_grid_figure(
-                images, 2 * columns, "input | mean of p(x|z) at the posterior mean"
+                images, 2 * columns, f"input | {shown} at the posterior mean"
+            )
+        if has_method(model, "latent_grid") and can_decode(model):
+            latents, labels = model.latent_grid(columns)
+            images = decoded_x(model, latents).reshape(-1, *data_shape).float().cpu().numpy()
+            figures["code_grid"] = image_grid_figure(images, columns, f"{shown}, one row per code", labels)
+        return figures
+
+    def _scatter_figures(self, model: Any, data: Tensor) -> dict[str, Figure]:
+        """2-D data: model samples ``sample_x(z)``, z ~ p(z), over the data, and one colour per code row."""
+        if not has_method(model, "sample_x"):
+            return {}
+        points = data.reshape(-1, 2).float().cpu().numpy()
+        figures: dict[str, Figure] = {}
+        if has_method(model, "prior"):
+            samples = generate(model, len(points)).reshape(-1, 2).float().cpu().numpy()
+            figures["samples"] = scatter_figure(
+                [("model samples", samples)], "sample_x(z), z ~ p(z), vs data", background=points
+            )
+        if has_method(model, "latent_grid"):
+            latents, labels = model.latent_grid(_CODE_POINTS_PER_ROW)
+            rows = model.sample_x(latents).reshape(len(labels), -1, 2).float().cpu().numpy()
+            figures["code_grid"] = scatter_figure(
+                list(zip(labels, rows)), "sample_x per code value", background=points
             )
         return figures
 
     def _density_figure(self, model: Any, data: Tensor) -> Figure | None:
-        """Histogram of 1-D data against p(x) (quadrature for a 1-D z, else prior sampling) or G(z) samples."""
+        """Histogram of 1-D data against p(x) (quadrature for a 1-D z, else prior sampling) or sample_x(z)."""
         values = data.double().cpu().numpy()
         low, high = float(values.min()), float(values.max())
         margin = 0.25 * (high - low) + 1e-3
         grid = torch.linspace(
             low - margin, high + margin, _DENSITY_GRID_POINTS, dtype=data.dtype, device=data.device
         )
-        if _has(model, "prior") and _has(model, "decode"):
+        if has_method(model, "prior") and uses_decoder_mean(model):
             x_grid = grid.unsqueeze(-1)
             if model.prior().event_shape == torch.Size([1]):
                 log_px = quadrature_log_likelihood(
@@ -292,8 +353,7 @@ class EvaluationCallback(L.Callback):
             return density_figure(
                 values, f"model p(x) by {method} vs data", grid.cpu().numpy(), log_px.exp().cpu().numpy()
             )
-        if _has(model, "prior") and _has(model, "sample_x"):
-            z = model.prior().sample(torch.Size([len(values)]))
-            samples = model.sample_x(z).reshape(-1).double().cpu().numpy()
+        if has_method(model, "prior") and has_method(model, "sample_x"):
+            samples = generate(model, len(values)).reshape(-1).double().cpu().numpy()
             return density_figure(values, "model samples vs data", model_samples=samples)
         return None

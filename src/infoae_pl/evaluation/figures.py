@@ -1,4 +1,4 @@
-"""Matplotlib figures for evaluation: image grids and 1-D densities.
+"""Matplotlib figures for evaluation: image grids, 1-D densities and 2-D scatters.
 
 Figures are drawn on an explicit Agg canvas (no pyplot), so nothing changes the user's global
 backend and nothing needs closing.
@@ -42,14 +42,43 @@ def image_grid(images: np.ndarray, num_columns: int, padding: int = 1) -> np.nda
     return grid[..., 0] if channels == 1 else grid
 
 
-def image_grid_figure(images: np.ndarray, num_columns: int, title: str) -> Figure:
-    """A titled figure showing ``image_grid(images, num_columns)`` (grey levels for one channel)."""
+def image_grid_figure(
+    images: np.ndarray, num_columns: int, title: str, row_labels: list[str] | None = None
+) -> Figure:
+    """A titled figure showing ``image_grid(images, num_columns)``, optionally one y tick label per row."""
     grid = image_grid(images, num_columns)
     figure = _new_figure(max(2.0, grid.shape[1] / 20), max(2.0, grid.shape[0] / 20))
     axes = figure.subplots()
     axes.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
     axes.set_title(title)
-    axes.axis("off")
+    if row_labels is None:
+        axes.axis("off")
+    else:
+        height = images.shape[2]
+        axes.set_yticks([1 + row * (height + 1) + (height - 1) / 2 for row in range(len(row_labels))])
+        axes.set_yticklabels(row_labels)
+        axes.set_xticks([])
+        axes.tick_params(length=0)
+        for spine in axes.spines.values():
+            spine.set_visible(False)
+    return figure
+
+
+def scatter_figure(
+    point_sets: list[tuple[str, np.ndarray]], title: str, background: np.ndarray | None = None
+) -> Figure:
+    """2-D points ``[N, 2]``, one colour and legend entry per labelled set, over grey ``background`` data."""
+    figure = _new_figure(6.0, 6.0)
+    axes = figure.subplots()
+    if background is not None:
+        axes.scatter(background[:, 0], background[:, 1], s=4, c="0.6", alpha=0.5, linewidths=0, label="data")
+    for label, points in point_sets:
+        axes.scatter(points[:, 0], points[:, 1], s=4, alpha=0.7, linewidths=0, label=label)
+    axes.set_aspect("equal", adjustable="datalim")
+    axes.set_xlabel("x₁")
+    axes.set_ylabel("x₂")
+    axes.set_title(title)
+    axes.legend(markerscale=3, fontsize="small")
     return figure
 
 

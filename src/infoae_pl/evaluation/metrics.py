@@ -6,6 +6,7 @@ states, so the values reduce correctly across DDP ranks.
 
 from __future__ import annotations
 
+import math
 import weakref
 from typing import Any
 
@@ -23,6 +24,7 @@ from infoae_pl.evaluation.estimators import (
     prior_sampled_log_likelihood,
     quadrature_log_likelihood,
 )
+from infoae_pl.evaluation.sampling import generate, reconstruct
 
 
 class _ExampleMean(Metric):
@@ -211,3 +213,131 @@ class LatentMMD(Metric):
             for samples in (self.posterior_samples, self.prior_samples)
         )
         return mmd(posterior.double(), prior.double(), self.kernel, self.unbiased)
+
+
+def _kernel_mean(kernel: Kernel, a: Tensor, b: Tensor, chunk_size: int) -> Tensor:
+    """Mean of ``kernel(a, b)`` over all pairs, ``chunk_size`` rows of a at a time to bound the memory."""
+    total = sum(kernel(rows, b).sum() for rows in a.split(chunk_size))
+    return total / (a.shape[0] * b.shape[0])
+
+
+class GeneratedDataMMD(Metric):
+    """Biased squared MMD between the real x seen and as many generated x = ``sample_x(z)``, z ~ p(z).
+
+    ``update`` keeps up to ``max_examples`` real x (flattened) and draws the same number of generated x
+    (``"cat"`` states, so each rank generates for its own share); ``compute`` is ``mmd(real, generated)``
+    (the V-statistic, ≥ 0) in float64, the kernel evaluated ``chunk_size`` rows at a time so that 784-d
+    images and thousands of examples stay within a few ``[chunk_size, max_examples]`` matrices (so the
+    kernel must not depend on the sample, e.g. no median-heuristic bandwidth).
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(
+        self,
+        max_examples: int = 2000,
+        kernel: Kernel = gaussian_kernel,
+        chunk_size: int = 1024,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if max_examples < 1:
+            raise ValueError(f"max_examples must be >= 1, got {max_examples}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        self.max_examples, self.kernel, self.chunk_size = max_examples, kernel, chunk_size
+        self.add_state("real", [], dist_reduce_fx="cat")
+        self.add_state("generated", [], dist_reduce_fx="cat")
+
+    @torch.no_grad()
+    def update(self, model: Any, x: Tensor) -> None:
+        """Keep the batch's real x (within the cap) and generate as many x from the model."""
+        room = self.max_examples - sum(len(kept) for kept in self.real)
+        if room <= 0:
+            return
+        x = x[:room].flatten(1)
+        self.real.append(x.detach())
+        self.generated.append(generate(model, x.shape[0]).flatten(1))
+
+    def compute(self) -> Tensor:
+        """The biased squared MMD between all kept real and generated x (float64)."""
+        real, generated = (
+            (torch.cat(samples) if isinstance(samples, list) else samples).double()
+            for samples in (self.real, self.generated)
+        )
+        return (
+            _kernel_mean(self.kernel, real, real, self.chunk_size)
+            + _kernel_mean(self.kernel, generated, generated, self.chunk_size)
+            - 2.0 * _kernel_mean(self.kernel, real, generated, self.chunk_size)
+        )
+
+
+class ReconstructionError(_ExampleMean):
+    """Mean squared reconstruction error ‖x − x̂‖² (summed over data dimensions) at the posterior point.
+
+    x̂ is ``sampling.reconstruct``: the mean of p(x|z) for likelihood models with ``decode`` (not a noisy
+    draw such as Bernoulli pixels), else ``sample_x(z)``, with z the mean of q(z|x) (one draw where the
+    posterior has no mean).
+    """
+
+    higher_is_better = False
+
+    @torch.no_grad()
+    def _per_example(self, model: Any, x: Tensor) -> Tensor:
+        errors = x.flatten(1).double() - reconstruct(model, x).reshape(x.shape[0], -1).double()
+        return errors.square().sum(-1)
+
+
+class ModeCoverage(Metric):
+    """Mode coverage of a Gaussian mixture with known centres and common std (Unrolled GAN, VEEGAN).
+
+    On its first ``update`` of an evaluation (the real x are not used) it draws ``num_samples`` x =
+    ``sample_x(z)``, z ~ p(z), and assigns each to its nearest centre; a sample is high quality when
+    within ``quality_stds``·std of it, and a mode is hit when it receives at least one high-quality
+    sample. ``compute`` returns ``modes_hit`` (count), ``high_quality_fraction`` (in [0, 1]) and
+    ``mode_kl`` = KL(p ‖ uniform), p the modes' shares of the high-quality samples (log(number of
+    modes), its supremum, when there is none). Per-mode counts are ``"sum"``
+    states, so under DDP every rank adds ``num_samples`` draws.
+    """
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(
+        self, centres: Tensor, std: float, num_samples: int = 2500, quality_stds: float = 3.0, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if centres.ndim != 2:
+            raise ValueError(f"centres must be [num_modes, dim], got shape {tuple(centres.shape)}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.centres = centres.detach().double().cpu()
+        self.radius = quality_stds * float(std)
+        self.num_samples = num_samples
+        self.add_state("hits", torch.zeros(len(centres), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    @torch.no_grad()
+    def update(self, model: Any, x: Tensor) -> None:
+        """Generate and count the samples once per evaluation (the first update); ``x`` is ignored."""
+        if self.count > 0:
+            return
+        samples = generate(model, self.num_samples).flatten(1).double()
+        distances, nearest = torch.cdist(samples, self.centres.to(samples.device)).min(dim=1)
+        quality = distances <= self.radius
+        self.hits += torch.bincount(nearest[quality], minlength=len(self.centres)).to(self.hits)
+        self.count += self.num_samples
+
+    def compute(self) -> dict[str, Tensor]:
+        """``modes_hit``, ``high_quality_fraction`` and ``mode_kl`` (float64)."""
+        total = self.hits.sum()
+        share = self.hits / total.clamp_min(1.0)
+        log_modes = math.log(len(self.hits))
+        kl = torch.where(total > 0, torch.xlogy(share, share).sum() + log_modes, log_modes)
+        return {
+            "modes_hit": (self.hits > 0).sum().double(),
+            "high_quality_fraction": total / self.count,
+            "mode_kl": kl,
+        }

@@ -126,19 +126,26 @@ class LatentVariableModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         terms = self.loss_terms(batch[0])
-        loss = terms["loss"]
+        self._check_finite(terms["loss"], terms)
+        self._log_train_terms(terms)
+        return terms["loss"]
+
+    def _check_finite(self, loss: Tensor, terms: dict[str, Tensor]) -> None:
+        """Stop the run with :class:`NonFiniteLossError`, naming every term, when ``loss`` is NaN or infinite."""
         if not torch.isfinite(loss):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
                 f"training loss became {loss.item()} at step {self.global_step} ({values}); "
                 "lower the learning rate, raise min_std, or check the data"
             )
+
+    def _log_train_terms(self, terms: dict[str, Tensor]) -> None:
+        """Log every term under ``train/`` on the steps a logger writes, and the loss for the progress bar."""
         if logger_writes_this_step(self):
             self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"})
         if logger_writes_this_step(self) or progress_bar_shows_loss(self):
             # callback_metrics["train/loss"] therefore holds the loss of the last step it was logged at.
-            self.log("train/loss", loss, prog_bar=True)
-        return loss
+            self.log("train/loss", terms["loss"], prog_bar=True)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._log_eval_terms("val", batch[0])

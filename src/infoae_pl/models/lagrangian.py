@@ -29,36 +29,46 @@ logged under their own names.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
 import torch
-from torch import Tensor
+from lightning import LightningModule
+from lightning.pytorch.core.optimizer import LightningOptimizer
+from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, kl_divergence
 
-from infoae_pl.divergences import gaussian_kernel, mmd
-from infoae_pl.models.base import LatentVariableModule
-from infoae_pl.nets import rsample
+from infoae_pl.divergences import CRITIC_DIVERGENCES, AdversarialDivergence, make_kernel, mmd
+from infoae_pl.models.base import LatentVariableModule, adam_with_schedule
+from infoae_pl.nets import BernoulliMLP, MLPCritic, rsample
 from infoae_pl.objectives import PRESETS, CompiledObjective, Lagrangian
 from infoae_pl.objectives import compile as compile_lagrangian
 from infoae_pl.objectives import preset as build_preset
 from infoae_pl.objectives.terms import TERMS
-from infoae_pl.validation import check_choice, check_finite_number
+from infoae_pl.validation import check_choice, check_finite_number, check_int_at_least
 
-#: How a divergence between the z marginals is estimated ("adversarial" joins with the critic issue).
-Z_DIVERGENCES: tuple[str, ...] = ("mmd",)
+#: Estimators of a divergence term, chosen per pair of variables (``x``, ``z`` or the joint ``x,z``).
+DIVERGENCE_ESTIMATORS: tuple[str, ...] = ("mmd", *CRITIC_DIVERGENCES)
+#: Kept for configurations written before critics existed: every z estimator is allowed.
+Z_DIVERGENCES: tuple[str, ...] = DIVERGENCE_ESTIMATORS
 #: The loss component replacing ``c·E_q[log q(z|x)] − c·E_q[log p(z)]``: the analytic KL, batch-averaged.
 ANALYTIC_KL = "E_q[KL(q(z|x)||p(z))]"
 _LOG_Q_ZX = "E_q[log q(z|x)]"
 _LOG_P_Z = "E_q[log p(z)]"
-#: Terms that need z ~ q(z|x) for the batch, and those that need z ~ p(z) (z-marginal divergences need both).
+#: Terms that need z ~ q(z|x) for the batch, and those that need z ~ p(z).
 _Q_TERMS = frozenset({"E_q[log p(x|z)]", _LOG_Q_ZX, _LOG_P_Z, "E_q[log p(x,z)]", ANALYTIC_KL})
 _P_TERMS = frozenset({"E_p[log p(x|z)]", "E_p[log q(z|x)]", "E_p[log p(z)]", "E_p[log p(x,z)]"})
-_Z_MARGINAL = frozenset(n for n, t in TERMS.items() if t.divergence is not None and t.pair == "z")
-_NEEDS_CRITIC = frozenset(n for n, t in TERMS.items() if t.divergence is not None and t.pair in ("x", "x,z"))
+#: E_p terms that need x ~ p(x|z) (or its density p(x|z) at the drawn z).
+_P_X_TERMS = frozenset({"E_p[log p(x|z)]", "E_p[log q(z|x)]", "E_p[log p(x,z)]"})
+#: Terms that need the density p(x|z) at generated x, which an implicit generator does not have.
+_P_DENSITY_TERMS = frozenset({"E_p[log p(x|z)]", "E_p[log p(x,z)]"})
+#: Divergences between marginals or joints (the likelihood-free toolbox terms), by name -> pair.
+_DIVERGENCE_PAIRS = {n: t.pair for n, t in TERMS.items() if t.divergence is not None and t.pair in ("x", "z", "x,z")}
 #: Every name :meth:`LagrangianModule.estimate_terms` accepts.
-ESTIMABLE_TERMS = _Q_TERMS | _P_TERMS | _Z_MARGINAL
+ESTIMABLE_TERMS = _Q_TERMS | _P_TERMS | frozenset(_DIVERGENCE_PAIRS)
 
 
 def build_lagrangian(
@@ -80,7 +90,7 @@ def build_lagrangian(
 
 
 def check_trainable(compiled: CompiledObjective) -> None:
-    """Refuse, before any training, an objective that is intractable, constant or needs a critic."""
+    """Refuse, before any training, an objective that is intractable or constant."""
     objective = compiled.lagrangian
     if not compiled.is_tractable:
         raise ValueError(
@@ -88,12 +98,6 @@ def check_trainable(compiled: CompiledObjective) -> None:
         )
     if not compiled.tractable_form:
         raise ValueError(f"{objective or 'the empty Lagrangian'} compiles to a constant: there is nothing to train")
-    critic = [n for n in compiled.tractable_form if n in _NEEDS_CRITIC]
-    if critic:
-        raise ValueError(
-            f"{objective} compiles to {compiled.formula()} ({compiled.tractability_class}), which needs a "
-            f"critic (adversarial estimator), which is not available yet: terms {', '.join(critic)}"
-        )
 
 
 def loss_components(tractable_form: Mapping[str, Fraction]) -> dict[str, float]:
@@ -110,7 +114,7 @@ def loss_components(tractable_form: Mapping[str, Fraction]) -> dict[str, float]:
     return components
 
 
-def sample_x(p_x: Distribution) -> Tensor:
+def draw_x(p_x: Distribution) -> Tensor:
     """A vmap-safe draw from p(x|z): reparameterised where possible, else Bernoulli by thresholding uniforms."""
     if p_x.has_rsample:
         return rsample(p_x)
@@ -134,16 +138,59 @@ def score_function_mean(values: Tensor, log_prob: Tensor) -> Tensor:
     return values.mean(-1) + (surrogate - surrogate.detach())
 
 
+def drop_fixed_hparams(module: LightningModule, fixed: Iterable[str]) -> None:
+    """Remove from ``module.hparams`` the base-class arguments that a family module sets itself
+    (Lightning merges every base class's arguments), so that ``type(module)(**hparams)`` rebuilds it."""
+    module.remove_ignored_hparams([k for k in fixed if k in module.hparams])
+
+
+def critic_key(term: str) -> str:
+    """A module name for the critic of ``term`` (``JS(q(x,z)||p(x,z))`` -> ``JS_q_x_z_p_x_z``)."""
+    return re.sub(r"\W+", "_", term).strip("_")
+
+
+@contextlib.contextmanager
+def uncounted_steps(optimizer: LightningOptimizer) -> Iterator[None]:
+    """Critic steps that do not advance ``trainer.global_step``.
+
+    Under manual optimisation Lightning counts every ``optimizer.step()`` as a global step
+    (Lightning-AI/pytorch-lightning#17958), so ``max_steps`` and logging intervals would count critic
+    updates too; here a step is one generator update, however many critic updates precede it.
+    """
+    before, after = optimizer._on_before_step, optimizer._on_after_step
+    optimizer._on_before_step = optimizer._on_after_step = _do_nothing
+    try:
+        yield
+    finally:
+        optimizer._on_before_step, optimizer._on_after_step = before, after
+
+
+def _do_nothing() -> None:
+    """A hook that does nothing."""
+
+
 class LagrangianModule(LatentVariableModule):
     """Trains the compiled form of a Lagrangian (or preset) of the Information-Autoencoding family.
 
     The objective is ``lagrangian`` (term name -> coefficient, DESIGN.md names verbatim, e.g.
     ``{"I_q": -0.5, "KL(q(x|z)||p(x|z))": 1, "KL(q(z)||p(z))": 1.5}``), or ``preset`` (a name of
-    :data:`infoae_pl.objectives.PRESETS`, with ``preset_params``), or a preset plus extra terms.  ``z_divergence`` says how
-    divergences between the z marginals are estimated (``"mmd"``: squared MMD with a Gaussian kernel
-    of bandwidth ``mmd_kernel_bandwidth``, default the latent dimension).  The remaining arguments
-    are :class:`LatentVariableModule`'s.  Objectives that are intractable, constant or need a critic
-    raise ValueError here, before any training.
+    :data:`infoae_pl.objectives.PRESETS`, with ``preset_params``), or a preset plus extra terms.
+
+    Divergences between marginals or joints are estimated per pair by ``z_divergence``,
+    ``x_divergence`` and ``joint_divergence``: ``"mmd"`` (squared MMD, kernel ``mmd_kernel`` with
+    ``mmd_kernel_bandwidth``, default exp(−‖·‖²/d)), ``"js"`` (a GAN discriminator) or ``"kl"`` (an
+    f-GAN critic of the KL in the direction the term names), as the paper allows for any strict
+    divergence.  With critics the module trains by alternation (manual optimisation):
+    ``critic_steps`` critic updates (Adam, ``critic_lr``/``critic_betas``) on fresh samples, then one
+    update of the encoder and generator; ``trainer.global_step`` counts the latter.  Critics are
+    :class:`~infoae_pl.nets.MLPCritic` (``critic_hidden_dim``, ``critic_num_hidden_layers``,
+    ``critic_activation``) wrapped in :class:`~infoae_pl.divergences.AdversarialDivergence`
+    (``generator_loss``, ``gradient_penalty``).
+
+    ``implicit_generator=True`` makes the generator G(z) = mean of p(x|z) (an implicit model, as in
+    GANs; differentiable, so critics of x train it); otherwise generated x are draws from p(x|z).
+    The remaining arguments are :class:`LatentVariableModule`'s.  Objectives that are intractable,
+    constant or not estimable with these choices raise ValueError here, before any training.
 
     ``loss_terms`` returns one estimate per compiled term under its algebra name and the loss
     Σ coefficients(step)[k] · terms[k] over the loss components (see :func:`loss_components`).
@@ -155,7 +202,19 @@ class LagrangianModule(LatentVariableModule):
         preset: str | None = None,
         preset_params: dict[str, float] | None = None,
         z_divergence: str = "mmd",
-        mmd_kernel_bandwidth: float | None = None,
+        x_divergence: str = "js",
+        joint_divergence: str = "js",
+        mmd_kernel: str = "gaussian",
+        mmd_kernel_bandwidth: float | str | None = None,
+        implicit_generator: bool = False,
+        critic_hidden_dim: int = 256,
+        critic_num_hidden_layers: int = 2,
+        critic_activation: str = "leaky_relu",
+        critic_lr: float = 2e-4,
+        critic_betas: Sequence[float] = (0.5, 0.999),
+        critic_steps: int = 1,
+        generator_loss: str = "non_saturating",
+        gradient_penalty: float = 0.0,
         data_dim: int = 784,
         latent_dim: int = 50,
         likelihood: str = "bernoulli",
@@ -170,11 +229,14 @@ class LagrangianModule(LatentVariableModule):
         lr_milestones: Sequence[int] = (),
         lr_gamma: float = 0.1,
     ) -> None:
-        check_choice("z_divergence", z_divergence, Z_DIVERGENCES)
-        if mmd_kernel_bandwidth is not None:
-            check_finite_number("mmd_kernel_bandwidth", mmd_kernel_bandwidth)
-            if mmd_kernel_bandwidth <= 0:
-                raise ValueError(f"mmd_kernel_bandwidth must be > 0, got {mmd_kernel_bandwidth!r}")
+        estimators = {"z": z_divergence, "x": x_divergence, "x,z": joint_divergence}
+        for option, value in zip(("z_divergence", "x_divergence", "joint_divergence"), estimators.values()):
+            check_choice(option, value, DIVERGENCE_ESTIMATORS)
+        kernel = make_kernel(mmd_kernel, mmd_kernel_bandwidth)
+        check_int_at_least("critic_steps", critic_steps, 1)
+        check_finite_number("critic_lr", critic_lr, minimum=0.0)
+        if len(critic_betas) != 2 or not all(0.0 <= b < 1.0 for b in critic_betas):
+            raise ValueError(f"critic_betas must be two numbers in [0, 1), got {tuple(critic_betas)!r}")
         compiled = compile_lagrangian(build_lagrangian(lagrangian, preset, preset_params))
         check_trainable(compiled)
         super().__init__(
@@ -197,7 +259,60 @@ class LagrangianModule(LatentVariableModule):
         #: The compiled objective over toolbox terms, as floats (term name -> coefficient).
         self.tractable_form: dict[str, float] = {n: float(c) for n, c in compiled.tractable_form.items()}
         self.components = loss_components(compiled.tractable_form)
-        self.kernel = functools.partial(gaussian_kernel, bandwidth=mmd_kernel_bandwidth)
+        self.kernel = kernel
+        self.estimators = estimators
+        # Kept as attributes, not read from hparams: subclasses keep only their own arguments there.
+        self.implicit_generator = implicit_generator
+        self.critic_steps = critic_steps
+        self.critic_optimizer_settings = {"lr": critic_lr, "betas": tuple(critic_betas)}
+        self._check_generator(implicit_generator)
+        #: term name -> key in :attr:`critics`, for every divergence term estimated by a critic.
+        self.critic_keys = {
+            n: critic_key(n)
+            for n in self.tractable_form
+            if n in _DIVERGENCE_PAIRS and estimators[_DIVERGENCE_PAIRS[n]] != "mmd"
+        }
+        widths = {"x": data_dim, "z": latent_dim, "x,z": data_dim + latent_dim}
+        self.critics = nn.ModuleDict(
+            {
+                key: AdversarialDivergence(
+                    MLPCritic(
+                        widths[_DIVERGENCE_PAIRS[term]],
+                        critic_hidden_dim,
+                        critic_num_hidden_layers,
+                        critic_activation,
+                    ),
+                    divergence=estimators[_DIVERGENCE_PAIRS[term]],
+                    generator_loss=generator_loss if estimators[_DIVERGENCE_PAIRS[term]] == "js" else "minimax",
+                    gradient_penalty=gradient_penalty,
+                )
+                for term, key in self.critic_keys.items()
+            }
+        )
+        # Alternating critic and generator updates need manual optimisation; without critics the
+        # module keeps Lightning's automatic loop (and its numbers).
+        self.automatic_optimization = not self.critic_keys
+
+    def _check_generator(self, implicit: bool) -> None:
+        """Refuse divergences of generated x that a Bernoulli decoder's draws could not train."""
+        names = set(self.tractable_form)
+        generated_x = [n for n in names if _DIVERGENCE_PAIRS.get(n) in ("x", "x,z")]
+        if generated_x and not implicit and isinstance(self.decoder, BernoulliMLP):
+            raise ValueError(
+                f"{', '.join(sorted(generated_x))} compare generated x with data, and draws from a Bernoulli"
+                " p(x|z) carry no gradient to the generator: set implicit_generator=True (G(z) = mean of p(x|z))"
+                " or likelihood='gaussian'"
+            )
+
+    @property
+    def has_likelihood(self) -> bool:
+        """Whether ``decode`` is the model's density of x (an implicit generator has none)."""
+        return not self.implicit_generator
+
+    def sample_x(self, z: Tensor) -> Tensor:
+        """Generated x for latents z: G(z) = mean of p(x|z) for an implicit generator, else a draw from p(x|z)."""
+        p_x = self.decode(z)
+        return p_x.mean if self.implicit_generator else draw_x(p_x)
 
     def coefficients(self, step: int) -> dict[str, float]:
         """Loss component name -> coefficient (constant in ``step``); stacked copies may vary the values."""
@@ -207,16 +322,22 @@ class LagrangianModule(LatentVariableModule):
         """Estimates of the named terms (any of :data:`ESTIMABLE_TERMS`) on the batch ``x``, in the order named.
 
         Draws only what the names need, in a fixed order: z ~ q(z|x), then z ~ p(z), then x ~ p(x|z).
-        A z-marginal divergence takes ``x`` as one sample of q(x) (shape ``[B, data_dim]``).
+        A divergence compares samples of its two sides: the batch's x and z ~ q(z|x) for q, and the
+        z ~ p(z) draws with their generated x for p (the joint concatenates x and z).
         """
         names = list(dict.fromkeys(names))
         unknown = sorted(set(names) - ESTIMABLE_TERMS)
         if unknown:
             raise ValueError(f"no estimator for {', '.join(unknown)}; estimable: {', '.join(sorted(ESTIMABLE_TERMS))}")
         wanted = set(names)
+        if self.implicit_generator and wanted & _P_DENSITY_TERMS:
+            raise ValueError(
+                f"an implicit generator has no density p(x|z) for {', '.join(sorted(wanted & _P_DENSITY_TERMS))}"
+            )
+        pairs = {_DIVERGENCE_PAIRS[n] for n in wanted if n in _DIVERGENCE_PAIRS}
         prior = self.prior()
         out: dict[str, Tensor] = {}
-        if wanted & (_Q_TERMS | _Z_MARGINAL):
+        if wanted & _Q_TERMS or pairs & {"z", "x,z"}:
             q_z = self.encode(x)
             z_q = rsample(q_z)
             out[_LOG_Q_ZX] = q_z.log_prob(z_q).mean(-1)
@@ -226,24 +347,43 @@ class LagrangianModule(LatentVariableModule):
                 out["E_q[log p(x,z)]"] = out["E_q[log p(x|z)]"] + out[_LOG_P_Z]
             if ANALYTIC_KL in wanted:
                 out[ANALYTIC_KL] = kl_divergence(q_z, prior).mean(-1)
-        if wanted & (_P_TERMS | _Z_MARGINAL):
+        if wanted & _P_TERMS or pairs:
             z_p = rsample(prior.expand(x.shape[:-1]))
             out["E_p[log p(z)]"] = prior.log_prob(z_p).mean(-1)
-            if wanted & _Z_MARGINAL:
-                out.update(dict.fromkeys(_Z_MARGINAL, mmd(z_q, z_p, self.kernel)))
-            if wanted & {"E_p[log p(x|z)]", "E_p[log p(x,z)]", "E_p[log q(z|x)]"}:
+            if "z" in pairs:
+                samples = {"q": z_q, "p": z_p}
+                out.update(self._divergences(wanted, "z", samples))
+            if wanted & _P_X_TERMS or pairs & {"x", "x,z"}:
                 p_x = self.decode(z_p)
-                out["E_p[log p(x|z)]"] = -p_x.entropy().mean(-1)
-                out["E_p[log p(x,z)]"] = out["E_p[log p(x|z)]"] + out["E_p[log p(z)]"]
+                if wanted & _P_DENSITY_TERMS:
+                    out["E_p[log p(x|z)]"] = -p_x.entropy().mean(-1)
+                    out["E_p[log p(x,z)]"] = out["E_p[log p(x|z)]"] + out["E_p[log p(z)]"]
+                x_p = p_x.mean if self.implicit_generator else draw_x(p_x)
                 if "E_p[log q(z|x)]" in wanted:
-                    out["E_p[log q(z|x)]"] = self._expected_log_q_under_p(z_p, p_x)
+                    out["E_p[log q(z|x)]"] = self._expected_log_q_under_p(z_p, x_p, p_x)
+                if "x" in pairs:
+                    out.update(self._divergences(wanted, "x", {"q": x, "p": x_p}))
+                if "x,z" in pairs:
+                    joint = {"q": torch.cat([x, z_q], -1), "p": torch.cat([x_p, z_p], -1)}
+                    out.update(self._divergences(wanted, "x,z", joint))
         return {n: out[n] for n in names}
 
-    def _expected_log_q_under_p(self, z_p: Tensor, p_x: Distribution) -> Tensor:
-        """E_p[log q(z|x)]: pathwise through x ~ p(x|z) if reparameterisable, else score function."""
-        x_p = sample_x(p_x)
+    def _divergences(self, wanted: set[str], pair: str, samples: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Every wanted divergence term over ``pair`` from ``samples`` ("q"/"p" -> sample of that side)."""
+        out: dict[str, Tensor] = {}
+        names = [n for n in _DIVERGENCE_PAIRS if _DIVERGENCE_PAIRS[n] == pair and n in wanted]
+        if self.estimators[pair] == "mmd":
+            return dict.fromkeys(names, mmd(samples["q"], samples["p"], self.kernel)) if names else out
+        for name in names:
+            first = TERMS[name].first
+            second = "q" if first == "p" else "p"
+            out[name] = self.critics[self.critic_keys[name]].estimate(samples[first], samples[second])
+        return out
+
+    def _expected_log_q_under_p(self, z_p: Tensor, x_p: Tensor, p_x: Distribution) -> Tensor:
+        """E_p[log q(z|x)]: pathwise through x ~ p(x|z) when x carries gradients, else score function."""
         log_q = self.encode(x_p).log_prob(z_p)
-        if p_x.has_rsample:
+        if self.implicit_generator or p_x.has_rsample:
             return log_q.mean(-1)
         return score_function_mean(log_q, p_x.log_prob(x_p))
 
@@ -255,3 +395,66 @@ class LagrangianModule(LatentVariableModule):
         terms = self.estimate_terms(x, (*c, *self.tractable_form))
         loss = sum(torch.as_tensor(c[k], dtype=terms[k].dtype) * terms[k] for k in c)
         return {"loss": loss, **terms}
+
+    # Adversarial training (only with critics) ---------------------------------------------------
+    def critic_loss(self, x: Tensor) -> Tensor:
+        """The critics' summed loss on fresh samples of both sides (the samples carry no gradient)."""
+        with torch.no_grad():
+            samples = self._critic_samples(x)
+        return sum(self.critics[key].critic_loss(*samples[term]) for term, key in self.critic_keys.items())
+
+    def _critic_samples(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """term -> (sample of the side named first, sample of the other side), drawn as in :meth:`estimate_terms`."""
+        pairs = {_DIVERGENCE_PAIRS[n] for n in self.critic_keys}
+        z_p = rsample(self.prior().expand(x.shape[:-1]))
+        sides: dict[str, dict[str, Tensor]] = {}
+        if pairs & {"z", "x,z"}:
+            z_q = rsample(self.encode(x))
+            sides["z"] = {"q": z_q, "p": z_p}
+        if pairs & {"x", "x,z"}:
+            x_p = self.sample_x(z_p)
+            sides["x"] = {"q": x, "p": x_p}
+        if "x,z" in pairs:
+            sides["x,z"] = {side: torch.cat([sides["x"][side], sides["z"][side]], -1) for side in ("q", "p")}
+        out = {}
+        for term in self.critic_keys:
+            first = TERMS[term].first
+            second = "q" if first == "p" else "p"
+            out[term] = (sides[_DIVERGENCE_PAIRS[term]][first], sides[_DIVERGENCE_PAIRS[term]][second])
+        return out
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        if self.automatic_optimization:
+            return super().training_step(batch, batch_idx)
+        x = batch[0]
+        model_optimizer, critic_optimizer = self.optimizers()
+        self.toggle_optimizer(critic_optimizer)
+        with uncounted_steps(critic_optimizer):
+            for _ in range(self.critic_steps):
+                critic_loss = self.critic_loss(x)
+                self._check_finite(critic_loss, {"critic_loss": critic_loss})
+                critic_optimizer.zero_grad()
+                self.manual_backward(critic_loss)
+                critic_optimizer.step()
+        self.untoggle_optimizer(critic_optimizer)
+        self.toggle_optimizer(model_optimizer)
+        terms = self.loss_terms(x)
+        self._check_finite(terms["loss"], terms)
+        model_optimizer.zero_grad()
+        self.manual_backward(terms["loss"])
+        model_optimizer.step()
+        self.untoggle_optimizer(model_optimizer)
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+        self._log_train_terms({**terms, "critic_loss": critic_loss.detach()})
+        return terms["loss"].detach()
+
+    def configure_optimizers(self) -> Any:
+        if self.automatic_optimization:
+            return super().configure_optimizers()
+        critic_ids = {id(p) for p in self.critics.parameters()}
+        model_parameters = [p for p in self.parameters() if id(p) not in critic_ids]
+        model = adam_with_schedule(model_parameters, self.hparams)
+        critic = torch.optim.Adam(self.critics.parameters(), **self.critic_optimizer_settings)
+        return [model if isinstance(model, dict) else {"optimizer": model}, {"optimizer": critic}]

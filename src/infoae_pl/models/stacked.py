@@ -67,6 +67,12 @@ class StackedModules(L.LightningModule):
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 modules.append(cls(**{**shared, **overrides}))
+        adversarial = [n for n, m in zip(names, modules) if not m.automatic_optimization]
+        if adversarial:
+            raise ValueError(
+                f"copies {adversarial} train critics by alternation (manual optimisation), which stacked copies"
+                " do not support; estimate their divergences by MMD or train them as separate runs"
+            )
         optimiser_keys = ("lr", "betas", "lr_milestones", "lr_gamma")
         for name, module in zip(names, modules):
             differing = [k for k in optimiser_keys if module.hparams.get(k) != modules[0].hparams.get(k)]

@@ -1,5 +1,6 @@
 """Encoders, decoders and the probabilistic interface (``prior``/``encode``/``decode``)."""
 
+from infoae_pl.nets.critic import MLPCritic
 from infoae_pl.nets.heads import (
     LIKELIHOODS,
     STD_TRANSFORMS,
@@ -20,6 +21,7 @@ __all__ = [
     "GaussianMLP",
     "ImplicitGenerator",
     "LatentVariableModel",
+    "MLPCritic",
     "mlp",
     "rsample",
     "standard_normal_prior",
