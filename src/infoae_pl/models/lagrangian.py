@@ -11,11 +11,13 @@ batch's last dimension):
   one); ``E_p[log q(z|x)]`` differentiates through x reparameterised when the decoder allows it
   (Gaussian) and by the score-function estimator with a leave-one-out baseline otherwise
   (Bernoulli); ``E_p[log p(z)]`` is the prior's (constant) −entropy by Monte Carlo.
-* divergences between the z marginals (``KL``, ``D``, ``JS`` or ``MMD`` of q(z) and p(z), either
-  direction): the squared MMD between the batch's z ~ q(z|x) and the z ~ p(z) draws, as the paper
-  allows for a likelihood-free term ("any strict divergence"); its unit is MMD², not nats.
-* divergences between x marginals or joints need an adversarial critic, which is not available
-  yet: such objectives are refused at construction.
+* divergences between marginals or joints (``KL``, ``D``, ``JS`` or ``MMD`` of q and p over z, x or
+  (x, z), either direction): estimated on samples of both sides, as the paper allows for a
+  likelihood-free term ("any strict divergence"), by the estimator chosen per pair: the squared MMD
+  (unit MMD², not nats), or a critic (GAN discriminator for JS, f-GAN bound for KL) trained by
+  alternation.  q's samples are the batch's x and z ~ q(z|x); p's are z ~ p(z) with generated x.
+* with ``constraints``, multipliers are learned (section 4.1): the loss is O + Σ λ_i·C_i and each
+  λ_i ≥ 0 takes a projected ascent step on λ_i·(C_i − ε_i) (see :mod:`infoae_pl.objectives.dual`).
 
 Analytic-KL grouping: for every Lagrangian over the twelve KL-family terms, the compiler writes the
 E_q part that involves q(z|x) as ``c·E_q[log q(z|x)] − c·E_q[log p(z)]`` (e.g. the β-ELBO's
@@ -30,6 +32,7 @@ logged under their own names.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
@@ -47,6 +50,7 @@ from infoae_pl.nets import BernoulliMLP, MLPCritic, rsample
 from infoae_pl.objectives import PRESETS, CompiledObjective, Lagrangian
 from infoae_pl.objectives import compile as compile_lagrangian
 from infoae_pl.objectives import preset as build_preset
+from infoae_pl.objectives.dual import compile_dual
 from infoae_pl.objectives.terms import TERMS
 from infoae_pl.validation import check_choice, check_finite_number, check_int_at_least
 
@@ -54,6 +58,9 @@ from infoae_pl.validation import check_choice, check_finite_number, check_int_at
 DIVERGENCE_ESTIMATORS: tuple[str, ...] = ("mmd", *CRITIC_DIVERGENCES)
 #: Kept for configurations written before critics existed: every z estimator is allowed.
 Z_DIVERGENCES: tuple[str, ...] = DIVERGENCE_ESTIMATORS
+#: Optimisers of learned multipliers, and the keys of one constraint.
+MULTIPLIER_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
+CONSTRAINT_KEYS: tuple[str, ...] = ("lagrangian", "preset", "preset_params", "epsilon", "initial")
 #: The loss component replacing ``c·E_q[log q(z|x)] − c·E_q[log p(z)]``: the analytic KL, batch-averaged.
 ANALYTIC_KL = "E_q[KL(q(z|x)||p(z))]"
 _LOG_Q_ZX = "E_q[log q(z|x)]"
@@ -87,6 +94,32 @@ def build_lagrangian(
         return Lagrangian(lagrangian)
     objective = build_preset(preset_name, **(preset_params or {}))
     return objective if lagrangian is None else objective + Lagrangian(lagrangian)
+
+
+def parse_constraints(
+    constraints: Mapping[str, Mapping[str, Any]], multiplier_max: float
+) -> tuple[dict[str, float], dict[str, Fraction], dict[str, Lagrangian]]:
+    """Budgets ε_i, initial λ_i and constraint Lagrangians C_i from ``{name: {lagrangian | preset
+    [+ preset_params], epsilon, initial}}`` (e.g. ``{"neg_elbo": {"preset": "elbo", "epsilon": 88}}``)."""
+    budgets, initial, pieces = {}, {}, {}
+    for name, spec in constraints.items():
+        where = f"constraints.{name}"
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{where} must be a mapping with keys {', '.join(CONSTRAINT_KEYS)}, got {spec!r}")
+        unknown = sorted(set(spec) - set(CONSTRAINT_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(CONSTRAINT_KEYS)}")
+        if "epsilon" not in spec:
+            raise ValueError(f"{where}.epsilon (the budget: the constraint's value must stay <= epsilon) is required")
+        check_finite_number(f"{where}.epsilon", spec["epsilon"])
+        start = spec.get("initial", 1.0)
+        check_finite_number(f"{where}.initial", start, minimum=0.0)
+        if start > multiplier_max:
+            raise ValueError(f"{where}.initial={start} exceeds multiplier_max={multiplier_max}")
+        pieces[name] = build_lagrangian(spec.get("lagrangian"), spec.get("preset"), spec.get("preset_params"))
+        budgets[name] = float(spec["epsilon"])
+        initial[name] = Fraction(start).limit_denominator(10**6)
+    return budgets, initial, pieces
 
 
 def check_trainable(compiled: CompiledObjective) -> None:
@@ -189,6 +222,13 @@ class LagrangianModule(LatentVariableModule):
 
     ``implicit_generator=True`` makes the generator G(z) = mean of p(x|z) (an implicit model, as in
     GANs; differentiable, so critics of x train it); otherwise generated x are draws from p(x|z).
+
+    ``constraints`` (``{name: {lagrangian | preset [+ preset_params], epsilon, initial}}``) turns the
+    objective into the primal's Lagrangian with learned multipliers: the objective above (the
+    information preference) plus λ_i·(C_i − ε_i), each λ_i ≥ 0 updated every
+    ``multiplier_update_every`` steps by ``multiplier_optimizer`` (sgd or adam, ``multiplier_lr``) and
+    projected onto [0, ``multiplier_max``]; ``loss_terms`` adds ``constraint/``, ``slack/`` and
+    ``lambda/`` entries per constraint, and the run ends with a table of active and slack constraints.
     The remaining arguments are :class:`LatentVariableModule`'s.  Objectives that are intractable,
     constant or not estimable with these choices raise ValueError here, before any training.
 
@@ -215,6 +255,11 @@ class LagrangianModule(LatentVariableModule):
         critic_steps: int = 1,
         generator_loss: str = "non_saturating",
         gradient_penalty: float = 0.0,
+        constraints: dict[str, dict[str, Any]] | None = None,
+        multiplier_lr: float = 0.01,
+        multiplier_optimizer: str = "sgd",
+        multiplier_max: float = 1e4,
+        multiplier_update_every: int = 1,
         data_dim: int = 784,
         latent_dim: int = 50,
         likelihood: str = "bernoulli",
@@ -237,7 +282,18 @@ class LagrangianModule(LatentVariableModule):
         check_finite_number("critic_lr", critic_lr, minimum=0.0)
         if len(critic_betas) != 2 or not all(0.0 <= b < 1.0 for b in critic_betas):
             raise ValueError(f"critic_betas must be two numbers in [0, 1), got {tuple(critic_betas)!r}")
-        compiled = compile_lagrangian(build_lagrangian(lagrangian, preset, preset_params))
+        dual = None
+        if constraints:
+            objective = build_lagrangian(lagrangian, preset, preset_params) if lagrangian or preset else Lagrangian()
+            check_choice("multiplier_optimizer", multiplier_optimizer, MULTIPLIER_OPTIMIZERS)
+            check_finite_number("multiplier_lr", multiplier_lr, minimum=0.0)
+            check_finite_number("multiplier_max", multiplier_max, minimum=0.0)
+            check_int_at_least("multiplier_update_every", multiplier_update_every, 1)
+            budgets, initial, pieces = parse_constraints(constraints, multiplier_max)
+            dual = compile_dual(objective, pieces, initial)
+            compiled = compile_lagrangian(dual.lagrangian(initial))
+        else:
+            compiled = compile_lagrangian(build_lagrangian(lagrangian, preset, preset_params))
         check_trainable(compiled)
         super().__init__(
             data_dim=data_dim,
@@ -259,6 +315,21 @@ class LagrangianModule(LatentVariableModule):
         #: The compiled objective over toolbox terms, as floats (term name -> coefficient).
         self.tractable_form: dict[str, float] = {n: float(c) for n, c in compiled.tractable_form.items()}
         self.components = loss_components(compiled.tractable_form)
+        self.dual = dual
+        if dual is not None:
+            # Learned multipliers: the loss is O + Σ λ_i·C_i over the union of the pieces' terms.
+            for form in (dual.objective_form, *dual.constraint_forms.values()):
+                self.tractable_form.update({n: self.tractable_form.get(n, 0.0) for n in form})
+            self.objective_components = loss_components(dual.objective_form)
+            self.constraint_components = {n: loss_components(f) for n, f in dual.constraint_forms.items()}
+            self.budgets = budgets
+            self.register_buffer("multipliers", torch.tensor([float(initial[n]) for n in budgets]))
+            self.register_buffer("constraint_average", torch.full((len(budgets),), math.nan))
+            self.multiplier_settings = {
+                "optimizer": multiplier_optimizer, "lr": multiplier_lr, "max": multiplier_max,
+                "every": multiplier_update_every,
+            }
+            self._multiplier_optimizer: torch.optim.Optimizer | None = None
         self.kernel = kernel
         self.estimators = estimators
         # Kept as attributes, not read from hparams: subclasses keep only their own arguments there.
@@ -315,8 +386,15 @@ class LagrangianModule(LatentVariableModule):
         return p_x.mean if self.implicit_generator else draw_x(p_x)
 
     def coefficients(self, step: int) -> dict[str, float]:
-        """Loss component name -> coefficient (constant in ``step``); stacked copies may vary the values."""
-        return dict(self.components)
+        """Loss component name -> coefficient; stacked copies may vary the values.  With learned
+        multipliers, O + Σ λ_i·C_i at the current λ."""
+        if self.dual is None:
+            return dict(self.components)
+        coefficients = dict(self.objective_components)
+        for multiplier, name in zip(self.multipliers.tolist(), self.budgets):
+            for key, value in self.constraint_components[name].items():
+                coefficients[key] = coefficients.get(key, 0.0) + multiplier * value
+        return coefficients
 
     def estimate_terms(self, x: Tensor, names: Iterable[str]) -> dict[str, Tensor]:
         """Estimates of the named terms (any of :data:`ESTIMABLE_TERMS`) on the batch ``x``, in the order named.
@@ -392,9 +470,78 @@ class LagrangianModule(LatentVariableModule):
         term's estimate by name; ``coefficients`` default to :meth:`coefficients` and may be 0-d
         tensors (stacked copies)."""
         c = self.coefficients(self.global_step) if coefficients is None else coefficients
-        terms = self.estimate_terms(x, (*c, *self.tractable_form))
+        names = (*c, *self.tractable_form)
+        if self.dual is not None:
+            names = (*names, *(k for components in self.constraint_components.values() for k in components))
+        terms = self.estimate_terms(x, names)
         loss = sum(torch.as_tensor(c[k], dtype=terms[k].dtype) * terms[k] for k in c)
-        return {"loss": loss, **terms}
+        out = {"loss": loss, **terms}
+        if self.dual is not None:
+            for multiplier, (name, budget) in zip(self.multipliers, self.budgets.items()):
+                value = sum(v * terms[k].detach() for k, v in self.constraint_components[name].items())
+                out[f"constraint/{name}"] = value
+                out[f"slack/{name}"] = budget - value
+                out[f"lambda/{name}"] = multiplier.clone()
+        return out
+
+    # Learned multipliers (only with constraints) ----------------------------------------------
+    def update_multipliers(self, terms: dict[str, Tensor]) -> None:
+        """One projected ascent step of each λ_i on λ_i·(C_i − ε_i), every ``multiplier_update_every`` steps."""
+        values = torch.stack([terms[f"constraint/{n}"].detach() for n in self.budgets]).to(self.multipliers)
+        average = self.constraint_average
+        self.constraint_average = torch.where(average.isnan(), values, 0.98 * average + 0.02 * values)
+        settings = self.multiplier_settings
+        if (self.global_step + 1) % settings["every"]:
+            return
+        violation = values - torch.tensor(list(self.budgets.values()), dtype=values.dtype, device=values.device)
+        if self._multiplier_optimizer is None:
+            self._multiplier_optimizer = self._make_multiplier_optimizer()
+        self.multipliers.grad = -violation  # ascent: the optimiser descends on −λ·(C − ε)
+        self._multiplier_optimizer.step()
+        self.multipliers.grad = None
+        self.multipliers.clamp_(0.0, settings["max"])
+
+    def _make_multiplier_optimizer(self) -> torch.optim.Optimizer:
+        settings = self.multiplier_settings
+        cls = torch.optim.SGD if settings["optimizer"] == "sgd" else torch.optim.Adam
+        return cls([self.multipliers], lr=settings["lr"])
+
+    def constraint_table(self, tolerance: float = 0.05) -> list[dict[str, Any]]:
+        """Per constraint: budget ε, running mean of its value, λ, slack ε − value and its status:
+        ``active`` (λ > 0 and |slack| ≤ ``tolerance``·|ε|), ``slack`` (inside the budget) or ``violated``."""
+        rows = []
+        for multiplier, average, (name, budget) in zip(
+            self.multipliers.tolist(), self.constraint_average.tolist(), self.budgets.items()
+        ):
+            slack = budget - average
+            band = tolerance * (abs(budget) or 1.0)
+            status = "active" if multiplier > 0 and abs(slack) <= band else ("violated" if slack < -band else "slack")
+            rows.append({"constraint": name, "epsilon": budget, "value": average, "lambda": multiplier,
+                         "slack": slack, "status": status})
+        return rows
+
+    def on_train_end(self) -> None:
+        if self.dual is None or not self.trainer.is_global_zero:
+            return
+        lines = ["learned multipliers (value: running mean over training steps):",
+                 f"  {'constraint':<24} {'epsilon':>12} {'value':>12} {'lambda':>12} {'slack':>12}  status"]
+        for row in self.constraint_table():
+            lines.append(f"  {row['constraint']:<24} {row['epsilon']:>12.5g} {row['value']:>12.5g} "
+                         f"{row['lambda']:>12.5g} {row['slack']:>12.5g}  {row['status']}")
+        print("\n".join(lines))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._multiplier_state() is not None:
+            checkpoint["multiplier_optimizer"] = self._multiplier_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.dual is not None and "multiplier_optimizer" in checkpoint:
+            self._multiplier_optimizer = self._make_multiplier_optimizer()
+            self._multiplier_optimizer.load_state_dict(checkpoint["multiplier_optimizer"])
+
+    def _multiplier_state(self) -> dict[str, Any] | None:
+        optimizer = getattr(self, "_multiplier_optimizer", None)
+        return None if optimizer is None else optimizer.state_dict()
 
     # Adversarial training (only with critics) ---------------------------------------------------
     def critic_loss(self, x: Tensor) -> Tensor:
@@ -425,7 +572,12 @@ class LagrangianModule(LatentVariableModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         if self.automatic_optimization:
-            return super().training_step(batch, batch_idx)
+            terms = self.loss_terms(batch[0])
+            self._check_finite(terms["loss"], terms)
+            self._log_train_terms(terms)
+            if self.dual is not None:
+                self.update_multipliers(terms)
+            return terms["loss"]
         x = batch[0]
         model_optimizer, critic_optimizer = self.optimizers()
         self.toggle_optimizer(critic_optimizer)
@@ -448,6 +600,8 @@ class LagrangianModule(LatentVariableModule):
         if scheduler is not None:
             scheduler.step()
         self._log_train_terms({**terms, "critic_loss": critic_loss.detach()})
+        if self.dual is not None:
+            self.update_multipliers(terms)
         return terms["loss"].detach()
 
     def configure_optimizers(self) -> Any:

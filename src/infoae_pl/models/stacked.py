@@ -73,6 +73,9 @@ class StackedModules(L.LightningModule):
                 f"copies {adversarial} train critics by alternation (manual optimisation), which stacked copies"
                 " do not support; estimate their divergences by MMD or train them as separate runs"
             )
+        learned = [n for n, m in zip(names, modules) if getattr(m, "dual", None) is not None]
+        if learned:
+            raise ValueError(f"copies {learned} have learned multipliers, which stacked copies do not support")
         optimiser_keys = ("lr", "betas", "lr_milestones", "lr_gamma")
         for name, module in zip(names, modules):
             differing = [k for k in optimiser_keys if module.hparams.get(k) != modules[0].hparams.get(k)]
