@@ -49,7 +49,13 @@ CLI_DEFAULTS: dict = dict(
 def run_lightning(argv: list[str] | None) -> int:
     """Run ``fit``/``validate``/``test`` through LightningCLI (``argv=None``: the command line); the
     resolved config lands beside the checkpoints."""
-    InfoAECLI(
+    build_cli(argv)
+    return 0
+
+
+def build_cli(argv: list[str] | None) -> InfoAECLI:
+    """The LightningCLI of ``infoae fit|validate|test`` after it ran, so callers can reach its model and trainer."""
+    return InfoAECLI(
         LightningModule,
         InfoAEDataModule,
         args=argv,
@@ -61,7 +67,6 @@ def run_lightning(argv: list[str] | None) -> int:
         },
         **CLI_DEFAULTS,
     )
-    return 0
 
 
 def _theory(argv: list[str]) -> int:

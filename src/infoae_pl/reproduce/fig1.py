@@ -29,6 +29,7 @@ from torch import Tensor
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import prior_sampled_log_likelihood, quadrature_log_likelihood
 from infoae_pl.models.stacked import StackedModules
+from infoae_pl.reproduce.options import DistinctSeeds, positive_int
 
 RUNS: tuple[tuple[float, float | None], ...] = ((0.1, None), (0.2, None), (0.1, 3.0), (0.2, 3.0), (1.0, None))
 
@@ -368,18 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="infoae reproduce fig1", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     parser.add_argument("--out", default="reproduce/fig1", help="output folder (default: reproduce/fig1)")
-    parser.add_argument("--steps", type=int, help="override the profile's number of steps")
-    parser.add_argument("--seeds", type=int, nargs="+", help="override the profile's seeds (e.g. --seeds 0)")
+    parser.add_argument("--steps", type=positive_int, help="override the profile's number of steps")
+    parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's seeds (e.g. --seeds 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
     if args.seeds is not None:
-        if len(set(args.seeds)) != len(args.seeds):
-            parser.error(f"--seeds must be distinct, got {args.seeds}")
-        profile = replace(profile, seeds=tuple(args.seeds))
+        profile = replace(profile, seeds=args.seeds)
     if args.steps is not None:
-        if args.steps < 1:
-            parser.error(f"--steps must be positive, got {args.steps}")
         profile = replace(profile, steps=args.steps)
     print(f"Figure 1, profile {profile.name!r}: {len(RUNS)} runs x {len(profile.seeds)} seeds, "
           f"{profile.steps} steps, trained together")
