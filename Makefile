@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Tests run offline and never touch the user's W&B or Lightning folders.
 TEST_ENV := WANDB_MODE=offline WANDB_SILENT=true PYTHONHASHSEED=0
 
-.PHONY: install test lint reproduce-fig1 reproduce-fig2 reproduce-families clean help
+.PHONY: install test lint reproduce-fig1 reproduce-fig2 reproduce-families reproduce-lagrangian clean help
 
 help:
 	@echo "make install          create $(VENV) and install infoae-pl with its dev tools"
@@ -21,6 +21,7 @@ help:
 	@echo "make reproduce-fig2   install, then reproduce Figure 2 (PROFILE=default|paper, DATASET=mnist5k|mnist|fashion_mnist,"
 	@echo "                      DATA_DIR=folder of the MNIST IDX files, WORKERS=processes/GPUs)"
 	@echo "make reproduce-families  install, then train every likelihood-free family on ring8 and mnist5k (sample figures)"
+	@echo "make reproduce-lagrangian install, then learned against fixed multipliers (PROFILE=default|paper, DATA_DIR)"
 	@echo "make clean            remove $(VENV), build artefacts and run folders"
 
 install: $(VENV)/.installed
@@ -43,6 +44,9 @@ reproduce-fig1: install
 
 reproduce-fig2: install
 	$(VENV)/bin/infoae reproduce fig2 --profile $(PROFILE) --workers $(WORKERS) --out reproduce/fig2$(if $(filter-out default,$(PROFILE)),_$(PROFILE))$(if $(DATASET),_$(DATASET)) $(if $(DATASET),--dataset $(DATASET)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+reproduce-lagrangian: install
+	$(VENV)/bin/infoae reproduce lagrangian --profile $(PROFILE) --out reproduce/lagrangian$(if $(filter-out default,$(PROFILE)),_$(PROFILE)) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 reproduce-families: install
 	$(VENV)/bin/infoae reproduce families --out reproduce/families

@@ -6,8 +6,8 @@ import sys
 
 
 def reproduce_main(argv: list[str]) -> int:
-    """Dispatch ``infoae reproduce fig1|fig2|families ...`` to the figure's module."""
-    figures = ("fig1", "fig2", "families")
+    """Dispatch ``infoae reproduce fig1|fig2|families|lagrangian ...`` to the figure's module."""
+    figures = ("fig1", "fig2", "families", "lagrangian")
     if not argv or argv[0] in ("-h", "--help"):
         print(f"usage: infoae reproduce FIGURE [options]   (FIGURE: {', '.join(figures)}; FIGURE --help for its options)")
         return 0
