@@ -58,7 +58,6 @@ PROFILES = {
 def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, dict[str, float], float]:
     """Train ``config`` for ``steps`` with ``seed`` through ``infoae fit``; the model, final metrics and seconds."""
     start = time.perf_counter()
-    (out / "samples").mkdir(parents=True, exist_ok=True)
     command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads sys.argv too when given args
     try:
         cli = build_cli([
@@ -162,7 +161,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
     """Train every family on ``datasets`` (skipping runs already in ``results.csv``); write the figures,
     ``results.csv`` and ``summary.md`` into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
     missing = [f"{f}_{d}.yaml" for f in FAMILIES for d in datasets if not (configs / f"{f}_{d}.yaml").exists()]
     if missing:
         raise FileNotFoundError(f"--configs {configs} lacks {', '.join(missing)} (run from the repository root)")
