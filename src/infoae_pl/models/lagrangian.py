@@ -56,8 +56,6 @@ from infoae_pl.validation import check_choice, check_finite_number, check_int_at
 
 #: Estimators of a divergence term, chosen per pair of variables (``x``, ``z`` or the joint ``x,z``).
 DIVERGENCE_ESTIMATORS: tuple[str, ...] = ("mmd", *CRITIC_DIVERGENCES)
-#: Kept for configurations written before critics existed: every z estimator is allowed.
-Z_DIVERGENCES: tuple[str, ...] = DIVERGENCE_ESTIMATORS
 #: Optimisers of learned multipliers, and the keys of one constraint.
 MULTIPLIER_OPTIMIZERS: tuple[str, ...] = ("sgd", "adam")
 CONSTRAINT_KEYS: tuple[str, ...] = ("lagrangian", "preset", "preset_params", "epsilon", "initial")

@@ -132,9 +132,8 @@ def per_example_nll(model: LagrangianModule, x: torch.Tensor, samples: int, batc
     return torch.cat(chunks).cpu()
 
 
-def nll_with_error(model: LagrangianModule, x: torch.Tensor, samples: int) -> tuple[float, float]:
-    """Mean importance-sampled NLL over ``x`` (nats) and its standard error over examples."""
-    values = per_example_nll(model, x, samples)
+def mean_and_error(values: torch.Tensor) -> tuple[float, float]:
+    """The mean of per-example values and its standard error over examples."""
     return float(values.mean()), float(values.std() / math.sqrt(len(values)))
 
 
@@ -156,7 +155,7 @@ def evaluate(spec: StudySpec, study: optuna.Study, data: dict[str, torch.Tensor]
                "trial": trial.number, "val_nll_sweep": trial.value}
         for split, x in data.items():
             values = per_example_nll(model, x.to(model.device), samples)
-            row[f"{split}_nll"], row[f"{split}_nll_se"] = float(values.mean()), float(values.std() / math.sqrt(len(values)))
+            row[f"{split}_nll"], row[f"{split}_nll_se"] = mean_and_error(values)
             row[f"{split}_values"] = values  # per example, for paired comparisons; not written to the CSV
         print(f"  beta={row['beta']:g} lambda={row['lambda']:g} seed={row['seed']}: "
               f"train NLL {row['train_nll']:.2f}, test NLL {row['test_nll']:.2f}", flush=True)
@@ -184,8 +183,7 @@ def _paired_error(rows: list[dict[str, Any]], split: str, beta: float, lam: floa
     pair = [[r for r in rows if r["beta"] == beta and r["lambda"] == value] for value in (0.0, lam)]
     if any(len(group) != 1 or f"{split}_values" not in group[0] for group in pair):
         return None
-    difference = pair[0][0][f"{split}_values"] - pair[1][0][f"{split}_values"]
-    return float(difference.std() / math.sqrt(len(difference)))
+    return mean_and_error(pair[0][0][f"{split}_values"] - pair[1][0][f"{split}_values"])[1]
 
 
 def check_claim(rows: list[dict[str, Any]]) -> dict[str, Any]:
