@@ -7,7 +7,7 @@ logs every term by name and stops the run with a clear message when the loss sto
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
@@ -61,6 +61,10 @@ class LatentVariableModule(L.LightningModule):
     Subclasses return their loss as a dict of named terms from ``loss_terms``; key ``"loss"`` is
     the quantity minimised (nats, summed over data dimensions, averaged over the batch).
     """
+
+    #: Constructor arguments that only set the loss's coefficients or their schedule (they enter
+    #: ``coefficients`` alone), so stacked copies may differ in them; subclasses extend it.
+    COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

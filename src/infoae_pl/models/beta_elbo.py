@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -27,6 +28,8 @@ class BetaELBO(LagrangianModule):
     in the authors' Figure 1 code, so E_q[log p(x|z)] contributes at most ``mi_bound`` nats.  Every
     compiled term's Monte-Carlo estimate is returned too, under its algebra name.
     """
+
+    COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = ("beta", "kl_warmup_steps", "kl_warmup_weight", "mi_bound")
 
     def __init__(
         self,

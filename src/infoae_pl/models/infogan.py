@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -29,6 +29,8 @@ class InfoGAN(LagrangianModule):
     of generated x; chance is 1/num_categories) and ``val/code_mutual_info`` (nats).  Every other
     argument is :class:`LagrangianModule`'s.
     """
+
+    COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = (*LagrangianModule.COEFFICIENT_HPARAMS, "mi_weight")
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from infoae_pl.models.lagrangian import LagrangianModule, drop_fixed_hparams
 from infoae_pl.validation import check_finite_number
@@ -18,6 +18,8 @@ class InfoVAE(LagrangianModule):
     discriminator on z, the adversarial autoencoder (β = 0, λ = 1 is section 2.5's AAE); ``"kl"``
     with an f-GAN critic.  Every other argument is :class:`LagrangianModule`'s.
     """
+
+    COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = (*LagrangianModule.COEFFICIENT_HPARAMS, "beta", "lam")
 
     def __init__(self, beta: float = 1.0, lam: float = 1000.0, z_divergence: str = "mmd", **kwargs: Any) -> None:
         check_finite_number("beta", beta)

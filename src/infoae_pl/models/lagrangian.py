@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from lightning import LightningModule
@@ -233,6 +233,8 @@ class LagrangianModule(LatentVariableModule):
     ``loss_terms`` returns one estimate per compiled term under its algebra name and the loss
     Σ coefficients(step)[k] · terms[k] over the loss components (see :func:`loss_components`).
     """
+
+    COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = ("lagrangian", "preset", "preset_params")
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """Figure 2 of the paper: the NLL of β-ELBO against InfoVAE = β-ELBO + λ·MMD(q(z)||p(z)) over β and λ.
 
 The (β, λ[, seed]) grid runs as an Optuna study through the sweep engine (grid sampler, one trial per
-point; ``--workers`` spreads it over processes and GPUs; re-running resumes it).  After the sweep every
+point; ``--workers`` spreads it over processes and GPUs; re-running resumes it). By default each
+worker trains all its grid points at once as one stacked, vmapped model (``--batch-trials``).  After the sweep every
 finished trial's checkpoint is evaluated by importance sampling with q(z|x) as proposal on training
 and test examples (binarised once with a fixed seed), and the command writes ``fig2.png`` (train and
 test panels), ``results.csv`` and ``checks.json`` with the paper's claim checked per β: some λ > 0
@@ -247,8 +248,9 @@ def write_results(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def reproduce(profile: Profile, dataset: str, out: Path, data_dir: str | None = None, workers: int = 1,
-              study_dir: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the sweep, evaluate every trial, write ``fig2.png``, ``results.csv``, ``checks.json``."""
+              study_dir: Path | None = None, batch_trials: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the sweep, evaluate every trial, write ``fig2.png``, ``results.csv``, ``checks.json``.
+    ``batch_trials``: grid points trained together as one stacked model (default: a worker's share of the grid)."""
     if dataset not in DATASETS:
         raise ValueError(f"dataset={dataset!r} is not supported; choose one of: {', '.join(DATASETS)}")
     out.mkdir(parents=True, exist_ok=True)
@@ -256,7 +258,9 @@ def reproduce(profile: Profile, dataset: str, out: Path, data_dir: str | None = 
     spec = study_spec(profile, dataset, data_dir, study_dir)
     data = evaluation_data(profile, dataset, data_dir)  # fails on missing data before any training
     start = time.perf_counter()
-    study = run_sweep(spec, workers=workers, report=False)
+    if batch_trials is None:
+        batch_trials = math.ceil(spec.n_trials / workers)
+    study = run_sweep(spec, workers=workers, report=False, batch_trials=batch_trials)
     train_seconds = time.perf_counter() - start
     print(f"evaluating {len(study.trials)} trials: NLL by importance sampling, K = {profile.eval_samples}, "
           f"{len(data['train'])} train and {len(data['test'])} test examples", flush=True)
@@ -266,6 +270,7 @@ def reproduce(profile: Profile, dataset: str, out: Path, data_dir: str | None = 
     write_results(rows, out / "results.csv")
     checks = {
         "profile": {**asdict(profile), "dataset": dataset},
+        "batch_trials": batch_trials,
         "sweep_wall_seconds_this_invocation": round(train_seconds, 1),
         "trial_seconds": {t.number: round((t.datetime_complete - t.datetime_start).total_seconds(), 1)
                           for t in study.trials if t.datetime_complete is not None and t.datetime_start is not None},
@@ -287,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: mnist5k, or mnist for the paper profile")
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (dataset mnist)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (one GPU each where there are GPUs)")
+    parser.add_argument("--batch-trials", type=positive_int, default=None, metavar="K",
+                        help="grid points trained at once as one stacked model (default: all of a worker's points; "
+                             "1: one run per point)")
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's seeds")
     parser.add_argument("--steps", type=positive_int, help="override the profile's training steps")
     parser.add_argument("--out", default="reproduce/fig2", help="output folder (default: reproduce/fig2)")
@@ -302,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Figure 2, profile {profile.name!r} on {dataset}: {points} trials of {profile.steps} steps "
           f"(β {list(profile.betas)} × λ {list(profile.lambdas)} × seeds {list(profile.seeds)})", flush=True)
     checks = reproduce(profile, dataset, Path(args.out), args.data_dir, args.workers,
-                       Path(args.study_dir) if args.study_dir else None)
+                       Path(args.study_dir) if args.study_dir else None, args.batch_trials)
     print(f"wrote {args.out}/fig2.png, results.csv, checks.json in {checks['total_wall_seconds_this_invocation']} s")
     for split in ("train", "test"):
         for beta, claim in checks[split]["per_beta"].items():

@@ -10,6 +10,7 @@ from infoae_pl.tuning.spec import StudySpecError, load_study
 EPILOG = """examples:
   infoae sweep sweeps/beta_elbo_beta.yaml                  # one worker, journal file in runs/sweeps/NAME/
   infoae sweep sweeps/beta_elbo_beta.yaml --workers 2      # two processes on this machine
+  infoae sweep sweeps/beta_elbo_beta.yaml --batch-trials 8 # 8 trials at a time as one vectorised model
   infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB --create-only
   infoae sweep sweeps/beta_elbo_beta.yaml --storage postgresql://USER:PASSWORD@HOST/DB   # then on every node
   infoae sweep report sweeps/beta_elbo_beta.yaml           # figures + best trials, no W&B needed
@@ -27,6 +28,9 @@ def _parser(report: bool) -> argparse.ArgumentParser:
     if not report:
         parser.add_argument("--workers", type=int, default=1, help="worker processes on this machine (default 1)")
         parser.add_argument("--n-trials", type=int, default=None, help="override the YAML's trial budget")
+        parser.add_argument("--batch-trials", type=int, default=1, metavar="K",
+                            help="train K trials at a time as one stacked (vmapped) model; they may differ only in "
+                                 "the model's coefficients and the seed (default 1: one trial at a time)")
         parser.add_argument("--no-report", action="store_true", help="skip the report at the end")
         parser.add_argument("--create-only", action="store_true",
                             help="check the study and create it in its storage, run nothing (cluster set-up)")
@@ -57,7 +61,7 @@ def sweep_main(argv: list[str]) -> int:
             create_study(spec)
             print(f"study {spec.study_name} ready")
             return 0
-        run_sweep(spec, workers=args.workers, report=not args.no_report)
+        run_sweep(spec, workers=args.workers, report=not args.no_report, batch_trials=args.batch_trials)
     except StudySpecError as error:
         print(f"infoae sweep: {error}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@
 A worker asks Optuna for one trial at a time until the budget is used. The budget counts trials
 that are COMPLETE, PRUNED, RUNNING or WAITING, and FAILED trials that failed on their own (a NaN
 loss, an exception); trials lost with a dead worker are retried instead and do not count. So
-re-running the same command resumes a study without repeating or losing anything.
+re-running the same command resumes a study without repeating or losing anything. With
+``batch_trials`` K > 1 a worker asks for K trials at once and trains them as one stacked model
+(:mod:`infoae_pl.tuning.batched`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from optuna.trial import FrozenTrial, TrialState
 
+from infoae_pl.tuning.batched import check_batchable, run_trial_batch, tell
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.storage import (
     make_storage,
@@ -127,6 +130,45 @@ def make_objective(spec: StudySpec, study: optuna.Study):
     return objective
 
 
+def ask_batch(spec: StudySpec, study: optuna.Study, size: int) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
+    """Up to ``size`` new trials with their sampled parameters, within the budget (the same surplus
+    rule as one trial at a time: a trial whose earlier trials fill the budget is failed as surplus)."""
+    known = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in known)  # enqueued or retried: counted, not yet run
+    size = min(size, waiting + spec.n_trials - sum(counts_toward_budget(t) for t in known))
+    trials, params = [], []
+    for _ in range(size):
+        trial = study.ask()
+        for key, value in this_worker().items():
+            trial.set_user_attr(key, value)
+        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        if sum(counts_toward_budget(t) for t in earlier) >= spec.n_trials:
+            trial.set_user_attr("surplus", True)
+            trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
+            study.tell(trial, state=TrialState.FAIL)
+            break
+        trials.append(trial)
+        params.append({name: suggest(trial, name, d) for name, d in spec.search_space.items()})
+    return trials, params
+
+
+def run_batch(spec: StudySpec, study: optuna.Study, size: int, worker: int) -> int:
+    """Ask for up to ``size`` trials, train them as one stacked model, tell each outcome; returns how many ran."""
+    trials, params = ask_batch(spec, study, size)
+    if not trials:
+        return 0
+    start = time.perf_counter()
+    slots = run_trial_batch(spec, study, trials, params)
+    seconds = time.perf_counter() - start
+    for slot in slots:
+        tell(study, slot)
+    finished = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for slot in slots:
+        print(f"{describe(spec, finished[slot.trial.number], seconds)} [worker {worker}, batch of {len(slots)}; "
+              f"study: {tally(study)}]", flush=True)
+    return len(slots)
+
+
 def describe(spec: StudySpec, trial: FrozenTrial, seconds: float) -> str:
     """One progress line per finished trial."""
     params = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in trial.params.items())
@@ -154,10 +196,10 @@ def run_trials_as_one_process() -> None:
 
 
 def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_device: str | None = None,
-         exact_seed: bool = False) -> int:
+         exact_seed: bool = False, batch_trials: int = 1) -> int:
     """Run trials until the budget is used; returns how many this worker ran. ``exact_seed``: the
     sampler's seed as written (one worker starting a new study: reproducible); otherwise mixed with
-    this host and process."""
+    this host and process. ``batch_trials``: trials asked for and trained together as one stacked model."""
     if cuda_device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_device
     if threads:
@@ -167,6 +209,9 @@ def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_devi
     study = open_study(spec, worker_key=None if exact_seed else f"{socket.gethostname()}/{os.getpid()}")
     objective, ran, me = make_objective(spec, study), 0, this_worker()
     while budget_left(spec, study):
+        if batch_trials > 1:
+            ran += run_batch(spec, study, batch_trials, worker)
+            continue
         start = time.perf_counter()
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
         mine = [t for t in study.get_trials(deepcopy=False)
@@ -201,23 +246,27 @@ def create_study(spec: StudySpec) -> optuna.Study:
     return open_study(spec, create=True)
 
 
-def run_sweep(spec: StudySpec, workers: int = 1, report: bool = True) -> optuna.Study:
-    """Check the study, create it, run ``workers`` processes on this machine, then write its report."""
+def run_sweep(spec: StudySpec, workers: int = 1, report: bool = True, batch_trials: int = 1) -> optuna.Study:
+    """Check the study, create it, run ``workers`` processes on this machine (each training
+    ``batch_trials`` trials at a time as one stacked model), then write its report."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise StudySpecError(f"--workers must be an integer >= 1, got {workers!r}")
+    check_batchable(spec, batch_trials)
     study = create_study(spec)
     if not uses_heartbeats(spec):
         for number in recover_dead_local_trials(study):
             print(f"[sweep {spec.study_name}] trial {number} lost its worker; it will run again", flush=True)
     done = sum(counts_toward_budget(t) and t.state.is_finished() for t in study.get_trials(deepcopy=False))
     print(f"[sweep {spec.study_name}] storage {redact(storage_url(spec))}; {done}/{spec.n_trials} trials done; "
-          f"{workers} worker(s); runs under {spec.output_dir}", flush=True)
+          f"{workers} worker(s)" + (f", {batch_trials} trials per stacked model" if batch_trials > 1 else "")
+          + f"; runs under {spec.output_dir}", flush=True)
     if workers == 1:  # in this process, on every device it sees (a trial may itself use several GPUs)
-        work(spec, 0, exact_seed=not study.get_trials(deepcopy=False))
+        work(spec, 0, exact_seed=not study.get_trials(deepcopy=False), batch_trials=batch_trials)
     else:
         placement = worker_placement(workers)
         context = multiprocessing.get_context("spawn")
-        processes = [context.Process(target=work, args=(spec, i), kwargs=placement[i], name=f"sweep-worker-{i}")
+        processes = [context.Process(target=work, args=(spec, i), kwargs={**placement[i], "batch_trials": batch_trials},
+                                     name=f"sweep-worker-{i}")
                      for i in range(workers)]
         for process in processes:
             process.start()

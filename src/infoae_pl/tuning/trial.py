@@ -84,9 +84,12 @@ def _representative(distribution: optuna.distributions.BaseDistribution) -> Any:
     return distribution.low
 
 
-def trial_loggers(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path) -> list[Logger]:
-    """CSV metrics in the trial's folder and one W&B run per trial, grouped by study, params in config."""
+def trial_loggers(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path,
+                  concurrent: bool = False) -> list[Logger]:
+    """CSV metrics in the trial's folder and one W&B run per trial, grouped by study, params in config.
+    ``concurrent``: the run is one of several open at once in this process (batched trials)."""
     wandb_logger = WandbOfflineLogger(
+        **({"reinit": "create_new"} if concurrent else {}),
         project=spec.wandb_project,
         save_dir=str(trial_dir),
         name=f"{spec.study_name}-trial-{trial.number}",

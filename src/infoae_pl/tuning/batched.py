@@ -1,0 +1,341 @@
+"""Several sweep trials trained as one vectorised model: ``infoae sweep STUDY.yaml --batch-trials K``.
+
+The K trials' run configs may differ only in the model's coefficient arguments and the seed
+(:func:`check_batchable` refuses other search spaces before the study starts). They train as one
+:class:`~infoae_pl.models.stacked.StackedModules` under one Lightning run, and every trial keeps
+what a separate trial has: its folder with ``config.yaml``, CSV metrics, its own W&B run, its
+checkpoint; validation metrics from a validation run of its own module with the config's callbacks,
+at the cadence the trainer config sets; pruning; its objective values. A pruned trial, or one whose
+loss stops being finite, is cut out of the stack at the next step and stops costing compute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import optuna
+import torch
+import wandb
+import yaml
+from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import Logger, WandbLogger
+
+from infoae_pl.evaluation import EvaluationCallback
+from infoae_pl.models.base import logger_writes_this_step
+from infoae_pl.models.stacked import StackedModules
+from infoae_pl.tuning.spec import StudySpec, StudySpecError
+from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_trial_warnings, trial_loggers
+
+#: Search-space keys a batch of trials may vary: the model's arguments (each class says which of them
+#: are coefficients) and the seed.
+BATCHABLE_PREFIXES = ("model.init_args.", "seed_everything")
+#: Callbacks a batched trial runs per copy; Lightning's own bars, summaries, checkpoints and config saving are handled.
+PER_COPY_CALLBACKS = (EvaluationCallback,)
+_HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback)
+
+
+def check_batchable(spec: StudySpec, batch_trials: int) -> None:
+    """Refuse, before any trial, a study whose trials cannot share one stacked model."""
+    if isinstance(batch_trials, bool) or not isinstance(batch_trials, int) or batch_trials < 1:
+        raise StudySpecError(f"--batch-trials must be an integer >= 1, got {batch_trials!r}")
+    if batch_trials == 1:
+        return
+    others = [k for k in spec.search_space if not k.startswith(BATCHABLE_PREFIXES)]
+    if others:
+        raise StudySpecError(
+            f"--batch-trials {batch_trials} stacks trials that differ only in model.init_args.* and seed_everything;"
+            f" the search space also varies {', '.join(others)}: run with --batch-trials 1"
+        )
+    points = list(spec.grid[:2]) if len(spec.grid) > 1 else [
+        {k: _extreme(d, end) for k, d in spec.search_space.items()} for end in (0, 1)
+    ]
+    try:
+        clis = [build_cli(spec.trial_config(p)) for p in points]
+        stack(clis, [f"point{i}" for i in range(len(clis))])
+        group_trainer_config(clis[0])
+    except ValueError as error:
+        raise StudySpecError(f"--batch-trials {batch_trials}: these trials cannot be stacked: {error}") from None
+
+
+def _extreme(distribution: optuna.distributions.BaseDistribution, end: int) -> Any:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return distribution.choices[-end]
+    return distribution.high if end else distribution.low
+
+
+def model_arguments(cli: TrialCLI) -> dict[str, Any]:
+    """The constructor arguments of the trial's model, as instantiated (links such as data_dim applied)."""
+    return {k: v for k, v in cli.model.hparams.items() if not k.startswith("_")}
+
+
+def stack(clis: list[TrialCLI], names: list[str]) -> StackedModules:
+    """The trials' models as one stacked model, each copy initialised as its separate trial would be."""
+    classes = {type(cli.model) for cli in clis}
+    if len(classes) > 1:
+        raise ValueError(f"trials of one batch must share the model class, got {sorted(c.__name__ for c in classes)}")
+    cls = classes.pop()
+    seeds = [int(cli.config["seed_everything"]) if isinstance(cli.config["seed_everything"], int) else 0 for cli in clis]
+    return StackedModules(f"{cls.__module__}.{cls.__qualname__}", {}, [model_arguments(cli) for cli in clis],
+                          names=names, seeds=seeds, on_non_finite="stop_copy")
+
+
+def group_trainer_config(cli: TrialCLI) -> tuple[dict[str, Any], list[L.Callback]]:
+    """The trial config's trainer arguments (without callbacks and logger) and its per-copy callbacks."""
+    config = dict(cli._get(cli.config_init, "trainer", default={}))
+    config.pop("logger", None)
+    callbacks = config.pop("callbacks", None) or []
+    unsupported = sorted({type(c).__name__ for c in callbacks if not isinstance(c, (*PER_COPY_CALLBACKS, *_HANDLED_CALLBACKS))})
+    if unsupported:
+        raise ValueError(f"trainer.callbacks has {unsupported}, which batched trials do not run per trial "
+                         f"(supported: {', '.join(c.__name__ for c in PER_COPY_CALLBACKS)})")
+    if config.get("gradient_clip_val"):
+        raise ValueError("trainer.gradient_clip_val: clipping by a norm over stacked copies would couple the trials")
+    return config, [c for c in callbacks if isinstance(c, PER_COPY_CALLBACKS)]
+
+
+@dataclass
+class TrialSlot:
+    """One trial of a batch: its Optuna trial, folder, loggers, callbacks and what it has logged."""
+
+    trial: optuna.Trial
+    name: str
+    directory: Path
+    loggers: list[Logger]
+    callbacks: list[L.Callback]
+    save_checkpoint: bool
+    metrics: dict[str, float] = field(default_factory=dict)
+    state: str = "running"  # running, pruned, failed, complete
+    reason: str = ""
+    values: list[float] | None = None
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence the info lines every short-lived evaluation Trainer prints (devices, tips)."""
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    level = lightning_logger.level
+    lightning_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        lightning_logger.setLevel(level)
+
+
+class TrialGroup(L.Callback):
+    """Logs, evaluates, prunes and checkpoints each copy of the stacked model as its own trial."""
+
+    def __init__(self, spec: StudySpec, slots: list[TrialSlot]) -> None:
+        self.spec = spec
+        self.slots = {slot.name: slot for slot in slots}
+        self.epoch = 0  # of the last training step (the trainer's counter moves on when an epoch ends)
+
+    def running(self, pl_module: StackedModules) -> list[TrialSlot]:
+        return [self.slots[n] for n in pl_module.names if self.slots[n].state == "running"]
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
+        datamodule = trainer.datamodule
+        data_hparams = dict(datamodule.hparams_initial) if datamodule is not None else {}
+        for module, slot in zip(pl_module.unstack(), self.slots.values()):
+            for logger in slot.loggers:
+                logger.log_hyperparams({**data_hparams, **module.hparams_initial})
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: StackedModules, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.epoch = trainer.current_epoch
+        for name, reason in pl_module.stopped.items():
+            slot = self.slots[name]
+            if slot.state == "running":
+                slot.state, slot.reason = "failed", reason
+        if not logger_writes_this_step(pl_module):
+            return
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        for i, name in enumerate(pl_module.names):
+            slot = self.slots[name]
+            if slot.state != "running":
+                continue
+            values = {f"train/{k}": float(v[i]) for k, v in pl_module.last_terms.items()}
+            slot.metrics.update(values)
+            for logger in slot.loggers:
+                logger.log_metrics({**values, "epoch": trainer.current_epoch}, step=step)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
+        if trainer.sanity_checking:
+            return
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        slots = self.running(pl_module)
+        for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
+            metrics = self.evaluate(trainer, module, slot, "validate")
+            slot.metrics.update(metrics)
+            for logger in slot.loggers:
+                logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=step)
+            if self.spec.pruner == "none":
+                continue
+            monitor = self.spec.metrics[0]
+            if monitor not in metrics:
+                raise KeyError(f"the pruner monitors {monitor!r}, which validation did not log; logged: {sorted(metrics)}")
+            # The same report as optuna-integration's PyTorchLightningPruningCallback: per epoch.
+            slot.trial.report(metrics[monitor], step=trainer.current_epoch)
+            if slot.trial.should_prune():
+                slot.state, slot.reason = "pruned", f"pruned at epoch {trainer.current_epoch}"
+                self.checkpoint(trainer, pl_module, module, slot, trainer.current_epoch)
+                pl_module.stop_copies({slot.name: slot.reason})
+
+    @staticmethod
+    def evaluate(trainer: L.Trainer, module: L.LightningModule, slot: TrialSlot, stage: str) -> dict[str, float]:
+        """Metrics of one copy from a validation or test run of its own module with its trial's callbacks."""
+        device = trainer.strategy.root_device
+        with quiet_lightning(), quiet_trial_warnings():
+            evaluator = L.Trainer(
+                accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
+                precision=trainer.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, callbacks=slot.callbacks, default_root_dir=str(slot.directory),
+                limit_val_batches=trainer.limit_val_batches, limit_test_batches=trainer.limit_test_batches,
+            )
+            if stage == "validate":
+                evaluator.validate(module, dataloaders=trainer.val_dataloaders, verbose=False)
+            else:
+                evaluator.test(module, datamodule=trainer.datamodule, verbose=False)
+        return {k: float(v) for k, v in evaluator.callback_metrics.items()}
+
+    @staticmethod
+    def checkpoint(trainer: L.Trainer, pl_module: StackedModules, module: L.LightningModule, slot: TrialSlot,
+                   epoch: int) -> None:
+        """The copy's Lightning checkpoint (weights, hyperparameters, its Adam state) in ``<trial>/checkpoints``."""
+        if not slot.save_checkpoint:
+            return
+        checkpoint = {
+            "epoch": epoch,
+            "global_step": trainer.global_step,
+            "pytorch-lightning_version": L.__version__,
+            "state_dict": module.state_dict(),
+            "hyper_parameters": dict(module.hparams_initial),
+            "optimizer_states": pl_module.copy_optimizer_state(slot.name),
+            "lr_schedulers": [c.scheduler.state_dict() for c in trainer.lr_scheduler_configs],
+        }
+        module.on_save_checkpoint(checkpoint)
+        path = slot.directory / "checkpoints" / f"epoch={epoch}-step={trainer.global_step}.ckpt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, path)
+
+    def finish(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
+        """After training: each running copy's checkpoint, test metrics if an objective needs them, values."""
+        slots = self.running(pl_module)
+        needs_test = any(m.startswith("test/") for m in self.spec.metrics)
+        for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
+            self.checkpoint(trainer, pl_module, module, slot, self.epoch)
+            if needs_test:
+                metrics = self.evaluate(trainer, module, slot, "test")
+                slot.metrics.update(metrics)
+                for logger in slot.loggers:
+                    logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+            try:
+                slot.values = objective_values(self.spec, slot.metrics)
+                slot.state = "complete"
+            except Exception as error:
+                slot.state, slot.reason = "failed", f"{type(error).__name__}: {error}"
+
+
+@contextlib.contextmanager
+def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
+    """Report every trial of the batch alive to a heartbeat-enabled (RDB) storage while it trains,
+    as ``study.optimize`` does for one trial; a dead worker's trials then go stale and are retried."""
+    storage = study._storage  # Optuna keeps the storage and trial ids private; ask/tell has no heartbeat helper
+    interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial in trials:
+                storage.record_heartbeat(trial._trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="batched-trial-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Trial],
+                    params: list[dict[str, Any]]) -> list[TrialSlot]:
+    """Train the trials as one stacked model; returns each trial's slot with its state and values."""
+    wandb.finish()  # a run left open by earlier code in this process would swallow the trials' logs
+    slots: list[TrialSlot] = []
+    try:
+        with quiet_trial_warnings():
+            clis = [build_cli(spec.trial_config(p)) for p in params]
+        reference = _without_batchable(clis[0].config)
+        for trial, cli in zip(trials[1:], clis[1:]):
+            if _without_batchable(cli.config) != reference:
+                raise ValueError(f"trial {trial.number}'s config differs from trial {trials[0].number}'s outside "
+                                 "model.init_args and seed_everything")
+        names = [f"trial-{t.number:04d}" for t in trials]
+        model = stack(clis, names)
+        trainer_config, _ = group_trainer_config(clis[0])
+        save_checkpoint = trainer_config.pop("enable_checkpointing", True) is not False
+        for trial, p, cli, name in zip(trials, params, clis, names):
+            directory = spec.output_dir / name
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "config.yaml").write_text(yaml.safe_dump(spec.trial_config(p), sort_keys=False))
+            _, callbacks = group_trainer_config(cli)
+            slots.append(TrialSlot(trial, name, directory, trial_loggers(spec, trial, p, directory, concurrent=True),
+                                   callbacks, save_checkpoint))
+            cli.model = None  # the stacked model holds the weights now
+        group = TrialGroup(spec, slots)
+        with quiet_trial_warnings(), heartbeats(study, trials):
+            trainer = L.Trainer(**{**trainer_config, "logger": False, "enable_checkpointing": False,
+                                   "callbacks": [group]})
+            trainer.fit(model, datamodule=clis[0].datamodule)
+            if trainer.interrupted:  # Ctrl-C: the trials stay RUNNING and run again on resume
+                raise KeyboardInterrupt("a batch of trials was interrupted")
+            group.finish(trainer, model)
+    except SystemExit as error:  # Lightning turns Ctrl-C into sys.exit(1)
+        raise KeyboardInterrupt("a batch of trials was interrupted") from error
+    except Exception as error:  # the whole batch failed (bad config, out of memory, a bug): each trial says why
+        reason = f"{type(error).__name__}: {error}"[:2000]
+        if not slots:
+            slots = [TrialSlot(t, f"trial-{t.number:04d}", spec.output_dir, [], [], False) for t in trials]
+        for slot in slots:
+            if slot.state in ("running", "complete"):
+                slot.state, slot.reason = "failed", reason
+    finally:
+        for slot in slots:
+            for logger in slot.loggers:
+                logger.finalize("success" if slot.state == "complete" else "failed")
+                if isinstance(logger, WandbLogger):
+                    logger.experiment.finish()
+    return slots
+
+
+def _without_batchable(config: Any) -> dict[str, Any]:
+    """A trial config without the parts trials of one batch may vary."""
+    flat = config.as_dict() if hasattr(config, "as_dict") else dict(config)
+    flat = {k: v for k, v in flat.items() if k not in ("seed_everything", "model")}
+    flat["model_class"] = config["model"]["class_path"]
+    return flat
+
+
+def tell(study: optuna.Study, slot: TrialSlot) -> None:
+    """Record a finished slot's outcome in the study."""
+    if slot.state == "complete":
+        values = slot.values or []
+        study.tell(slot.trial, values[0] if len(values) == 1 else values)
+    elif slot.state == "pruned":
+        study.tell(slot.trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        slot.trial.set_user_attr("fail_reason", (slot.reason or "failed")[:2000])
+        study.tell(slot.trial, state=optuna.trial.TrialState.FAIL)
+
