@@ -47,10 +47,14 @@ def no_noise(monkeypatch):
     monkeypatch.setattr(heads.torch, "randn_like", torch.zeros_like)
 
 
-def test_stacked_copies_train_exactly_like_separate_runs(no_noise):
-    """K stacked copies give the same loss at every step, and the same parameters, as K separate Adam runs."""
+@pytest.mark.parametrize("group_size", [None, 2, 1])
+def test_stacked_copies_train_exactly_like_separate_runs(no_noise, group_size):
+    """K stacked copies give the same loss at every step, and the same parameters, as K separate Adam
+    runs, whether vmapped all together, in groups, or one by one."""
     x = torch.randn(128, 1) * 2
-    stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"], seeds=SEEDS)
+    stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"], seeds=SEEDS,
+                             group_size=group_size)
+    assert [len(g) for g in stacked.groups] == {None: [3], 2: [2, 1], 1: [1, 1, 1]}[group_size]
     recorder = LossRecorder()
     _trainer(8, [recorder]).fit(stacked, _loader(x))
     for name, seed, overrides, trained in zip("abc", SEEDS, COPIES, stacked.unstack()):
@@ -61,15 +65,23 @@ def test_stacked_copies_train_exactly_like_separate_runs(no_noise):
             torch.testing.assert_close(a, b, msg=f"parameter {key} differs", atol=1e-5, rtol=1e-5)
 
 
-def test_a_stopped_copy_is_cut_out_and_the_others_train_on_unchanged(no_noise):
+@pytest.mark.parametrize(("group_size", "stopped"), [(None, "b"), (2, "c"), (2, "a")])
+def test_a_stopped_copy_is_cut_out_and_the_others_train_on_unchanged(no_noise, group_size, stopped):
     x = torch.randn(128, 1) * 2
-    stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"], seeds=SEEDS)
-    recorder = LossRecorder(stop_at={4: ["b"]})
-    _trainer(8, [recorder]).fit(stacked, _loader(x))
-    assert stacked.names == ["a", "c"] and stacked.stopped == {"b": "pruned"}
-    assert all(p.shape[0] == 2 for p in stacked.stacked_params), "the stopped copy no longer costs compute"
-    assert [set(step) for step in recorder.losses] == [{"a", "b", "c"}] * 4 + [{"a", "c"}] * 4
-    for name, index in (("a", 0), ("c", 2)):
+    stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"], seeds=SEEDS,
+                             group_size=group_size)
+    recorder = LossRecorder(stop_at={4: [stopped]})
+    trainer = _trainer(8, [recorder])
+    trainer.fit(stacked, _loader(x))
+    remaining = [n for n in "abc" if n != stopped]
+    assert stacked.names == remaining and stacked.stopped == {stopped: "pruned"}
+    assert sum(p.shape[0] for p in stacked.parameters()) == 2 * len(list(stacked.groups[0].parameters())), \
+        "the stopped copy no longer costs compute"
+    optimised = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert optimised == {id(p) for p in stacked.parameters()}, "an emptied group left the optimiser too"
+    assert [set(step) for step in recorder.losses] == [{"a", "b", "c"}] * 4 + [set(remaining)] * 4
+    for name in remaining:
+        index = "abc".index(name)
         alone, losses = _separate_run(COPIES[index], SEEDS[index], x, 8)
         torch.testing.assert_close(torch.tensor([step[name] for step in recorder.losses]), torch.tensor(losses),
                                    atol=1e-5, rtol=1e-5)

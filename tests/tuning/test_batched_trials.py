@@ -93,7 +93,7 @@ def test_batches_respect_the_budget_and_resume(write_study, capsys):
     study = run_sweep(load_study(path), report=False, batch_trials=2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     out = capsys.readouterr().out
-    assert out.count("batch of 2") == 2 and out.count("batch of 1") == 1
+    assert out.count("batch of 2") == 2 and "batch of 1" not in out, "the last, lone trial ran unstacked"
     more = run_sweep(load_study(path, n_trials=4), report=False, batch_trials=2)
     assert len(more.trials) == 4 and all(t.state == TrialState.COMPLETE for t in more.trials)
 
@@ -108,3 +108,25 @@ def test_unstackable_studies_are_refused_before_any_trial(write_study, capsys):
     assert main(["sweep", str(data_key), "--batch-trials", "0"]) == 2
     assert "--batch-trials must be an integer >= 1, got 0" in capsys.readouterr().err
     assert not (load_study(data_key).output_dir / "study.journal").exists(), "nothing was created"
+
+
+def test_batched_trials_on_a_database_storage_send_heartbeats(write_study, tmp_path, monkeypatch):
+    """With an RDB storage every trial of a batch reports alive while it trains, as study.optimize does for
+    one (Optuna deletes a finished trial's heartbeat row, so the storage's calls are recorded)."""
+    beats = []
+    record = optuna.storages.RDBStorage.record_heartbeat
+    monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat",
+                        lambda self, trial_id: (beats.append(trial_id), record(self, trial_id))[1])
+    path = write_study("beats", storage=f"sqlite:///{tmp_path / 'study.db'}", n_trials=2,
+                       heartbeat={"interval": 1, "grace_period": 3})
+    study = run_sweep(load_study(path), report=False, batch_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert set(beats) == {t._trial_id for t in study.trials}
+
+
+def test_two_workers_batch_trials_against_postgresql(write_study, postgres_url, unique_name):
+    path = write_study(name=unique_name("pg_batched"), storage=postgres_url, n_trials=5)
+    study = run_sweep(load_study(path), workers=2, report=False, batch_trials=2)
+    counted = [t for t in study.trials if t.state != TrialState.FAIL]
+    assert len(counted) == 5 and all(t.state == TrialState.COMPLETE for t in counted)
+    assert len({t.params["model.init_args.beta"] for t in counted}) == 5

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,44 +228,30 @@ class TrialGroup(L.Callback):
         slots = self.running(pl_module)
         needs_test = any(m.startswith("test/") for m in self.spec.metrics)
         for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
-            self.checkpoint(trainer, pl_module, module, slot, self.epoch)
-            if needs_test:
-                metrics = self.evaluate(trainer, module, slot, "test")
-                slot.metrics.update(metrics)
-                for logger in slot.loggers:
-                    logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
-            try:
+            try:  # one trial's failure here (a test-time error, a missing metric) fails that trial alone
+                self.checkpoint(trainer, pl_module, module, slot, self.epoch)
+                if needs_test:
+                    metrics = self.evaluate(trainer, module, slot, "test")
+                    slot.metrics.update(metrics)
+                    for logger in slot.loggers:
+                        logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
                 slot.values = objective_values(self.spec, slot.metrics)
                 slot.state = "complete"
             except Exception as error:
-                slot.state, slot.reason = "failed", f"{type(error).__name__}: {error}"
+                slot.state, slot.reason = "failed", f"{type(error).__name__}: {error}"[:2000]
 
 
 @contextlib.contextmanager
 def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
-    """Report every trial of the batch alive to a heartbeat-enabled (RDB) storage while it trains,
-    as ``study.optimize`` does for one trial; a dead worker's trials then go stale and are retried."""
-    storage = study._storage  # Optuna keeps the storage and trial ids private; ask/tell has no heartbeat helper
-    interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
+    """While the batch trains, each trial reports alive to a heartbeat-enabled (RDB) storage through the
+    thread ``study.optimize`` runs for one trial, so a dead worker's trials go stale and are retried."""
+    # Optuna keeps this helper, the storage and trial ids private: ask/tell offers no heartbeat of its own.
+    from optuna.storages._heartbeat import get_heartbeat_thread
 
-    def beat() -> None:
-        while True:
-            for trial in trials:
-                storage.record_heartbeat(trial._trial_id)
-            if stop.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name="batched-trial-heartbeat", daemon=True)
-    thread.start()
-    try:
+    with contextlib.ExitStack() as stack:
+        for trial in trials:
+            stack.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Trial],

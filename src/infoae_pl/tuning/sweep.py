@@ -130,12 +130,17 @@ def make_objective(spec: StudySpec, study: optuna.Study):
     return objective
 
 
+def trials_to_run(spec: StudySpec, study: optuna.Study) -> int:
+    """How many trials the budget still needs: the waiting ones (enqueued or retried) and the rest."""
+    known = study.get_trials(deepcopy=False)
+    waiting = sum(t.state == TrialState.WAITING for t in known)  # counted toward the budget, not yet run
+    return waiting + spec.n_trials - sum(counts_toward_budget(t) for t in known)
+
+
 def ask_batch(spec: StudySpec, study: optuna.Study, size: int) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
     """Up to ``size`` new trials with their sampled parameters, within the budget (the same surplus
     rule as one trial at a time: a trial whose earlier trials fill the budget is failed as surplus)."""
-    known = study.get_trials(deepcopy=False)
-    waiting = sum(t.state == TrialState.WAITING for t in known)  # enqueued or retried: counted, not yet run
-    size = min(size, waiting + spec.n_trials - sum(counts_toward_budget(t) for t in known))
+    size = min(size, trials_to_run(spec, study))
     trials, params = [], []
     for _ in range(size):
         trial = study.ask()
@@ -209,7 +214,7 @@ def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_devi
     study = open_study(spec, worker_key=None if exact_seed else f"{socket.gethostname()}/{os.getpid()}")
     objective, ran, me = make_objective(spec, study), 0, this_worker()
     while budget_left(spec, study):
-        if batch_trials > 1:
+        if batch_trials > 1 and trials_to_run(spec, study) > 1:  # a lone trial runs unstacked
             ran += run_batch(spec, study, batch_trials, worker)
             continue
         start = time.perf_counter()
