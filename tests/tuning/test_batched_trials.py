@@ -13,7 +13,7 @@ from wandb_records import run_record
 import infoae_pl.nets.heads as heads
 from infoae_pl.cli import main
 from infoae_pl.models import BetaELBO
-from infoae_pl.tuning import load_study, run_sweep
+from infoae_pl.tuning import batched, load_study, run_sweep
 from infoae_pl.tuning.spec import StudySpecError
 
 BETAS = [0.3, 1.0, 3.0]
@@ -88,12 +88,15 @@ def test_a_pruned_and_a_non_finite_trial_stop_alone(write_study, monkeypatch):
     assert len(run_sweep(spec, report=False, batch_trials=4).trials) == 4, "re-running retries nothing"
 
 
-def test_batches_respect_the_budget_and_resume(write_study, capsys):
+def test_batches_respect_the_budget_and_resume(write_study, capsys, monkeypatch):
+    monkeypatch.setattr(batched, "PROGRESS_SECONDS", 0.0)  # a progress line every step
     path = write_study("budget", n_trials=3)
     study = run_sweep(load_study(path), report=False, batch_trials=2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     out = capsys.readouterr().out
-    assert out.count("batch of 2") == 2 and "batch of 1" not in out, "the last, lone trial ran unstacked"
+    assert "[sweep budget] trials 0-1 (batch of 2): step 5/10, 2 training, " in out
+    finished = [line for line in out.splitlines() if " COMPLETE in " in line]
+    assert sum("batch of 2" in line for line in finished) == 2 and "batch of 1" not in out, "a lone trial runs unstacked"
     more = run_sweep(load_study(path, n_trials=4), report=False, batch_trials=2)
     assert len(more.trials) == 4 and all(t.state == TrialState.COMPLETE for t in more.trials)
 

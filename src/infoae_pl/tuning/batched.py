@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ BATCHABLE_PREFIXES = ("model.init_args.", "seed_everything")
 #: Callbacks a batched trial runs per copy; Lightning's own bars, summaries, checkpoints and config saving are handled.
 PER_COPY_CALLBACKS = (EvaluationCallback,)
 _HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback)
+#: Seconds between a batch's progress lines.
+PROGRESS_SECONDS = 60.0
 
 
 def check_batchable(spec: StudySpec, batch_trials: int) -> None:
@@ -118,23 +121,28 @@ class TrialSlot:
 
 @contextlib.contextmanager
 def quiet_lightning() -> Iterator[None]:
-    """Silence the info lines every short-lived evaluation Trainer prints (devices, tips)."""
-    lightning_logger = logging.getLogger("lightning.pytorch")
-    level = lightning_logger.level
-    lightning_logger.setLevel(logging.WARNING)
+    """Silence the info lines each trial's CLI and each evaluation Trainer print (seed, devices, tips)."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        lightning_logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class TrialGroup(L.Callback):
-    """Logs, evaluates, prunes and checkpoints each copy of the stacked model as its own trial."""
+    """Logs, evaluates, prunes and checkpoints each copy of the stacked model as its own trial, and
+    prints a progress line every ``progress_seconds`` (trials of a batch all finish at its end)."""
 
-    def __init__(self, spec: StudySpec, slots: list[TrialSlot]) -> None:
+    def __init__(self, spec: StudySpec, slots: list[TrialSlot], progress_seconds: float = 60.0) -> None:
         self.spec = spec
         self.slots = {slot.name: slot for slot in slots}
         self.epoch = 0  # of the last training step (the trainer's counter moves on when an epoch ends)
+        self.progress_seconds = progress_seconds
+        self.started = self.printed = time.perf_counter()
 
     def running(self, pl_module: StackedModules) -> list[TrialSlot]:
         return [self.slots[n] for n in pl_module.names if self.slots[n].state == "running"]
@@ -148,6 +156,14 @@ class TrialGroup(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: StackedModules, outputs: Any, batch: Any, batch_idx: int) -> None:
         self.epoch = trainer.current_epoch
+        now = time.perf_counter()
+        if now - self.printed >= self.progress_seconds:
+            self.printed = now
+            numbers = [s.trial.number for s in self.slots.values()]
+            total = f"/{trainer.max_steps}" if trainer.max_steps and trainer.max_steps > 0 else ""
+            print(f"[sweep {self.spec.study_name}] trials {min(numbers)}-{max(numbers)} (batch of {len(numbers)}): "
+                  f"step {trainer.global_step}{total}, {len(pl_module.names)} training, {now - self.started:.0f} s",
+                  flush=True)
         for name, reason in pl_module.stopped.items():
             slot = self.slots[name]
             if slot.state == "running":
@@ -260,7 +276,7 @@ def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Tr
     wandb.finish()  # a run left open by earlier code in this process would swallow the trials' logs
     slots: list[TrialSlot] = []
     try:
-        with quiet_trial_warnings():
+        with quiet_trial_warnings(), quiet_lightning():
             clis = [build_cli(spec.trial_config(p)) for p in params]
         reference = _without_batchable(clis[0].config)
         for trial, cli in zip(trials[1:], clis[1:]):
@@ -279,7 +295,7 @@ def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Tr
             slots.append(TrialSlot(trial, name, directory, trial_loggers(spec, trial, p, directory, concurrent=True),
                                    callbacks, save_checkpoint))
             cli.model = None  # the stacked model holds the weights now
-        group = TrialGroup(spec, slots)
+        group = TrialGroup(spec, slots, PROGRESS_SECONDS)
         with quiet_trial_warnings(), heartbeats(study, trials):
             trainer = L.Trainer(**{**trainer_config, "logger": False, "enable_checkpointing": False,
                                    "callbacks": [group]})
