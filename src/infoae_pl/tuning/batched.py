@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,8 +194,10 @@ class TrialGroup(L.Callback):
             if self.spec.pruner == "none":
                 continue
             monitor = self.spec.metrics[0]
-            if monitor not in metrics:
-                raise KeyError(f"the pruner monitors {monitor!r}, which validation did not log; logged: {sorted(metrics)}")
+            if monitor not in metrics:  # as optuna-integration's callback does: warn, do not prune
+                warnings.warn(f"the pruner monitors {monitor!r}, which validation did not log; logged: "
+                              f"{sorted(metrics)}", stacklevel=2)
+                continue
             # The same report as optuna-integration's PyTorchLightningPruningCallback: per epoch.
             slot.trial.report(metrics[monitor], step=trainer.current_epoch)
             if slot.trial.should_prune():

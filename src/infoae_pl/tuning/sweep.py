@@ -103,18 +103,25 @@ def suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.B
     return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
 
 
+def claim(spec: StudySpec, study: optuna.Study, trial: optuna.Trial) -> bool:
+    """Record this worker on ``trial``; False (and the trial marked surplus) when its earlier trials
+    already fill the budget. Trial numbers are handed out atomically, so two workers asking at once,
+    or a retry racing a fresh trial, cannot both run the last trial of the budget."""
+    for key, value in this_worker().items():
+        trial.set_user_attr(key, value)
+    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+    if sum(counts_toward_budget(t) for t in earlier) < spec.n_trials:
+        return True
+    trial.set_user_attr("surplus", True)
+    trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
+    return False
+
+
 def make_objective(spec: StudySpec, study: optuna.Study):
     """The Optuna objective: claim the trial, sample its parameters, run it, record why it failed."""
 
     def objective(trial: optuna.Trial) -> float | list[float]:
-        for key, value in this_worker().items():
-            trial.set_user_attr(key, value)
-        # Trial numbers are handed out atomically: a trial whose earlier trials already fill the budget
-        # is surplus (two workers asked at once, or a retry raced a fresh trial) and does not run.
-        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        if sum(counts_toward_budget(t) for t in earlier) >= spec.n_trials:
-            trial.set_user_attr("surplus", True)
-            trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
+        if not claim(spec, study, trial):
             raise SurplusTrialError("the budget was used up by other workers at the same moment")
         params = {name: suggest(trial, name, d) for name, d in spec.search_space.items()}
         trial_dir = spec.output_dir / f"trial-{trial.number:04d}"
@@ -144,12 +151,7 @@ def ask_batch(spec: StudySpec, study: optuna.Study, size: int) -> tuple[list[opt
     trials, params = [], []
     for _ in range(size):
         trial = study.ask()
-        for key, value in this_worker().items():
-            trial.set_user_attr(key, value)
-        earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        if sum(counts_toward_budget(t) for t in earlier) >= spec.n_trials:
-            trial.set_user_attr("surplus", True)
-            trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
+        if not claim(spec, study, trial):
             study.tell(trial, state=TrialState.FAIL)
             break
         trials.append(trial)
