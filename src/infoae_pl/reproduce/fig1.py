@@ -16,7 +16,7 @@ import csv
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from torch import Tensor
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import prior_sampled_log_likelihood, quadrature_log_likelihood
 from infoae_pl.models.stacked import StackedModules
-from infoae_pl.reproduce.options import DistinctSeeds, positive_int
+from infoae_pl.reproduce.options import DistinctSeeds, positive_int, with_overrides
 
 RUNS: tuple[tuple[float, float | None], ...] = ((0.1, None), (0.2, None), (0.1, 3.0), (0.2, 3.0), (1.0, None))
 
@@ -373,11 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's seeds (e.g. --seeds 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    if args.seeds is not None:
-        profile = replace(profile, seeds=args.seeds)
-    if args.steps is not None:
-        profile = replace(profile, steps=args.steps)
+    profile = with_overrides(PROFILES[args.profile], seeds=args.seeds, steps=args.steps)
     print(f"Figure 1, profile {profile.name!r}: {len(RUNS)} runs x {len(profile.seeds)} seeds, "
           f"{profile.steps} steps, trained together")
     checks = reproduce(profile, Path(args.out), progress=not args.no_progress)

@@ -18,7 +18,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import importance_sampled_log_likelihood
 from infoae_pl.evaluation.figures import save_figure
 from infoae_pl.models import LagrangianModule
-from infoae_pl.reproduce.options import DistinctSeeds, positive_int
+from infoae_pl.reproduce.options import DistinctSeeds, positive_int, with_overrides
 from infoae_pl.tuning.spec import StudySpec, parse_study
 from infoae_pl.tuning.sweep import run_sweep
 
@@ -300,11 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reproduce/fig2", help="output folder (default: reproduce/fig2)")
     parser.add_argument("--study-dir", default=None, help="where the study and its trials live (default: runs/fig2/…)")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    if args.seeds is not None:
-        profile = replace(profile, seeds=args.seeds)
-    if args.steps is not None:
-        profile = replace(profile, steps=args.steps)
+    profile = with_overrides(PROFILES[args.profile], seeds=args.seeds, steps=args.steps)
     dataset = args.dataset or ("mnist" if profile.name == "paper" else "mnist5k")
     points = len(profile.betas) * len(profile.lambdas) * len(profile.seeds)
     print(f"Figure 2, profile {profile.name!r} on {dataset}: {points} trials of {profile.steps} steps "

@@ -15,7 +15,7 @@ import argparse
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import elbo
 from infoae_pl.evaluation.figures import save_figure
 from infoae_pl.models import LagrangianModule
-from infoae_pl.reproduce.options import positive_int
+from infoae_pl.reproduce.options import positive_int, with_overrides
 
 
 @dataclass(frozen=True)
@@ -168,9 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=positive_int, help="override the profile's training steps")
     parser.add_argument("--out", default="reproduce/lagrangian", help="output folder (default: reproduce/lagrangian)")
     args = parser.parse_args(argv)
-    profile = PROFILES[args.profile]
-    if args.steps is not None:
-        profile = replace(profile, steps=args.steps)
+    profile = with_overrides(PROFILES[args.profile], steps=args.steps)
     print(f"learned vs fixed λ, profile {profile.name!r} on {profile.dataset}: {len(profile.fixed_lambdas)} fixed "
           f"and {len(profile.budgets)} learned runs of {profile.steps} steps", flush=True)
     checks = reproduce(profile, Path(args.out), args.data_dir)

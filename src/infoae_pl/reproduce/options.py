@@ -1,10 +1,14 @@
-"""Command-line options shared by the reproductions: seed lists and step counts, checked on parsing."""
+"""Command-line options shared by the reproductions: seed lists and step counts, checked on parsing,
+and applied to a profile."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, TypeVar
+
+P = TypeVar("P")
 
 
 def positive_int(text: str) -> int:
@@ -24,3 +28,8 @@ class DistinctSeeds(argparse.Action):
         if len(set(seeds)) != len(seeds):
             parser.error(f"{option_string} must be distinct, got {list(seeds)}")
         setattr(namespace, self.dest, seeds)
+
+
+def with_overrides(profile: P, **overrides: Any) -> P:
+    """``profile`` (a dataclass) with every override that was given on the command line (not None)."""
+    return replace(profile, **{k: v for k, v in overrides.items() if v is not None})
