@@ -1,5 +1,6 @@
-"""Figure 2: the claim check on hand-made rows, and the tiny profile end to end through the sweep engine
-(resuming re-evaluates without retraining, and the reported NLL is the checkpoint's own)."""
+"""Figure 2: the claim check on hand-made rows, the shipped study as the one definition of the experiment,
+and the tiny profile end to end through the sweep engine (resuming re-evaluates without retraining, and
+the reported NLL is the checkpoint's own)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import torch
 
 from infoae_pl.models import LagrangianModule
 from infoae_pl.reproduce import fig2
+from infoae_pl.shipped import shipped_study
+from infoae_pl.tuning.spec import load_study
 
 
 def _row(beta, lam, train, test, seed=0, se=0.1):
@@ -54,6 +57,28 @@ def test_with_one_seed_and_per_example_values_the_spread_is_the_paired_standard_
     assert claim["spread_kind"] == "paired standard error"
     assert claim["spread_nats"] == pytest.approx(float(shift.std() / 10.0))
     assert claim["holds"] and claim["exceeds_spread"]
+
+
+def test_the_shipped_study_is_the_default_profile_with_the_authors_kernel(tmp_path, monkeypatch):
+    """`infoae sweep sweeps/infovae_lambda_beta.yaml` and `infoae reproduce fig2` (default profile) train
+    the same models, found from any working directory; every profile keeps the authors' d² MMD kernel."""
+    monkeypatch.chdir(tmp_path)
+    shipped = load_study(shipped_study(fig2.STUDY))
+    spec = fig2.study_spec(fig2.PROFILES["default"], "mnist5k", None, tmp_path / "study")
+    assert shipped.search_space == spec.search_space and shipped.grid == spec.grid and len(spec.grid) == 15
+    assert (shipped.sampler, shipped.objectives, shipped.wandb_project) == (spec.sampler, spec.objectives, spec.wandb_project)
+    for params in spec.grid:
+        from_sweep, from_fig2 = shipped.trial_config(params), spec.trial_config(params)
+        from_sweep["model"]["init_args"].setdefault("lr_milestones", [])  # the model's default: no schedule
+        from_sweep["data"].setdefault("data_dir", None)
+        assert from_sweep == from_fig2
+    for profile in fig2.PROFILES.values():
+        for dataset in fig2.DATASETS:
+            model = fig2.study_spec(profile, dataset, None, tmp_path / "study").run_config["model"]["init_args"]
+            assert model["mmd_kernel_bandwidth"] == "dim_squared" and model["z_divergence"] == "mmd"
+    assert fig2.PROFILES["paper"].betas == fig2.BETAS == (0.2, 0.5, 1.0, 2.0, 5.0)
+    assert fig2.PROFILES["paper"].lambdas == fig2.LAMBDAS == (0.0, 500.0, 5000.0)
+    assert set(fig2.PROFILES["tiny"].betas) < set(fig2.BETAS) and set(fig2.PROFILES["tiny"].lambdas) < set(fig2.LAMBDAS)
 
 
 def test_tiny_profile_end_to_end_and_resume(tmp_path):

@@ -8,6 +8,11 @@ and test examples (binarised once with a fixed seed), and the command writes ``f
 test panels), ``results.csv`` and ``checks.json`` with the paper's claim checked per β: some λ > 0
 gives a lower NLL than the β-ELBO (λ = 0), and whether the difference exceeds its spread (seed sd, or
 with one seed the standard error of the paired per-example difference).
+
+The study is the shipped ``sweeps/infovae_lambda_beta.yaml`` (read from the installed package), whose
+base config ``../configs/fig2_infovae_mnist5k.yaml`` is resolved relative to the study file; a profile
+changes only its sizes (data, network width, grid), steps, learning-rate milestones and seeds, so
+``infoae sweep sweeps/infovae_lambda_beta.yaml`` trains the default profile's models.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 import optuna
 import torch
+import yaml
 from matplotlib.figure import Figure
 
 from infoae_pl.data import InfoAEDataModule
@@ -31,10 +37,11 @@ from infoae_pl.evaluation.estimators import importance_sampled_log_likelihood
 from infoae_pl.evaluation.figures import save_figure
 from infoae_pl.models import LagrangianModule
 from infoae_pl.reproduce.options import DistinctSeeds, positive_int, with_overrides
+from infoae_pl.shipped import shipped_study
 from infoae_pl.tuning.spec import StudySpec, parse_study
 from infoae_pl.tuning.sweep import run_sweep
 
-BASE_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "fig2_infovae_mnist5k.yaml"
+STUDY = "infovae_lambda_beta.yaml"  # sweeps/ in the package: Figure 2's one definition
 BETA_KEY = "model.init_args.preset_params.beta"
 LAMBDA_KEY = "model.init_args.lagrangian.MMD(q(z)||p(z))"
 SEED_KEY = "seed_everything"
@@ -57,15 +64,29 @@ class Profile:
     sizes: dict[str, tuple[int, int, int] | None]  # dataset -> (train, val, test) sizes, None: the dataset's own
 
 
+def load_study_file() -> tuple[Path, dict[str, Any]]:
+    """The shipped Figure 2 study: its path and its content."""
+    path = shipped_study(STUDY)
+    return path, yaml.safe_load(path.read_text())
+
+
+def _study_grid() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The study file's β and λ grid: the default and paper profiles' grid."""
+    space = load_study_file()[1]["search_space"]
+    return tuple(space[BETA_KEY]["values"]), tuple(space[LAMBDA_KEY]["values"])
+
+
+BETAS, LAMBDAS = _study_grid()
 PROFILES = {
     # Paper: 50,000/10,000 MNIST, 1024 units, K = 5,000; lr 1e-3, 1e-4 after 10k, 1e-5 after 100k
     # steps (the authors' schedule); three seeds per point. Needs the MNIST IDX files and a GPU.
-    "paper": Profile("paper", (0.2, 0.5, 1.0, 2.0, 5.0), (0.0, 500.0, 5000.0), (0, 1, 2), 150_000,
+    "paper": Profile("paper", BETAS, LAMBDAS, (0, 1, 2), 150_000,
                      (10_000, 100_000), 1024, 5000, None,
                      {"mnist": (50_000, 10_000, 10_000), "fashion_mnist": (50_000, 10_000, 10_000), "mnist5k": None}),
     # CPU-sized (about 30 minutes on 2 cores): the embedded 5,000-image sample, the paper's networks,
-    # 4,000 steps (100 epochs of 4,000 images), one seed, K = 500 on 500 train and 500 test images.
-    "default": Profile("default", (0.2, 0.5, 1.0, 2.0, 5.0), (0.0, 500.0, 5000.0), (0,), 4000, (), 1024, 500, 500,
+    # 4,000 steps (100 epochs of 4,000 images), one seed, K = 500 on 500 train and 500 test images:
+    # the study file as it is (its grid and its base config's data, width and steps).
+    "default": Profile("default", BETAS, LAMBDAS, (0,), 4000, (), 1024, 500, 500,
                        {"mnist5k": None, "fashion_mnist": (4000, 500, 500), "mnist": (4000, 500, 500)}),
     # End-to-end test: two β, two λ, small networks, a few steps.
     "tiny": Profile("tiny", (0.5, 2.0), (0.0, 500.0), (0,), 6, (), 32, 20, 40,
@@ -74,21 +95,21 @@ PROFILES = {
 
 
 def study_spec(profile: Profile, dataset: str, data_dir: str | None, study_dir: Path) -> StudySpec:
-    """The grid study of one profile and dataset (journal storage in ``study_dir``)."""
+    """The shipped grid study sized by one profile for one dataset (journal storage in ``study_dir``)."""
+    path, raw = load_study_file()
     sizes = profile.sizes[dataset]
     data = {"data.dataset": dataset, "data.data_dir": data_dir}
     if sizes is not None:
         data.update({"data.train_size": sizes[0], "data.val_size": sizes[1], "data.test_size": sizes[2]})
-    search_space = {
-        BETA_KEY: {"type": "grid", "values": list(profile.betas)},
-        LAMBDA_KEY: {"type": "grid", "values": list(profile.lambdas)},
-    }
+    search_space = dict(raw["search_space"])
+    search_space[BETA_KEY] = {"type": "grid", "values": list(profile.betas)}
+    search_space[LAMBDA_KEY] = {"type": "grid", "values": list(profile.lambdas)}
     if len(profile.seeds) > 1:
         search_space[SEED_KEY] = {"type": "grid", "values": list(profile.seeds)}
-    raw = {
+    raw.update({
         "study_name": f"fig2_{profile.name}_{dataset}",
-        "base_config": str(BASE_CONFIG),
         "config": {
+            **(raw.get("config") or {}),
             **data,
             "seed_everything": profile.seeds[0],
             "model.init_args.hidden_dim": profile.hidden_dim,
@@ -97,12 +118,9 @@ def study_spec(profile: Profile, dataset: str, data_dir: str | None, study_dir: 
             "trainer.val_check_interval": profile.steps,
         },
         "search_space": search_space,
-        "objectives": [{"metric": "val/nll", "direction": "minimize"}],
-        "sampler": "grid",
         "output_dir": str(study_dir),
-        "wandb_project": "infoae-pl-fig2",
-    }
-    return parse_study(raw)
+    })
+    return parse_study(raw, base_dir=path.parent)
 
 
 def evaluation_data(profile: Profile, dataset: str, data_dir: str | None) -> dict[str, torch.Tensor]:

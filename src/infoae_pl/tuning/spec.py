@@ -158,7 +158,9 @@ def load_study(path: str | Path, storage: str | None = None, n_trials: int | Non
 
 def parse_study(raw: dict[str, Any], base_dir: Path = Path(".")) -> StudySpec:
     """Validate a study given as a mapping (the YAML's content). ``base_config`` is relative to
-    ``base_dir`` (the study file's folder); ``output_dir`` and a journal path, like every run folder
+    ``base_dir`` (the study file's folder), so the shipped studies' ``../configs/….yaml`` is the
+    package's config whether they are read from ``sweeps/`` in a checkout (a symlink into the package)
+    or from an installed package; ``output_dir`` and a journal path, like every run folder
     of the package, to the working directory."""
     _check_keys("study", raw, STUDY_KEYS)
     name = raw.get("study_name")
