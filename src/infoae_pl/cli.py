@@ -1,14 +1,14 @@
-"""The ``infoae`` command: LightningCLI for fit/validate/test, plus ``theory`` and ``reproduce``."""
+"""The ``infoae`` command: dispatches to LightningCLI for fit/validate/test, ``theory``, ``reproduce`` and ``sweep``.
+
+This module only dispatches: each subcommand imports its (heavy) modules when it runs, so that
+``infoae --help``, ``infoae theory ...`` and ``infoae sweep --help`` start without Lightning or torch.
+The LightningCLI itself is :mod:`infoae_pl.training`.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-
-from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LightningCLI
-
-from infoae_pl.data import InfoAEDataModule
 
 TRAINER_SUBCOMMANDS = ("fit", "validate", "test")
 
@@ -30,43 +30,10 @@ prints a complete, editable config.
 """
 
 
-class InfoAECLI(LightningCLI):
-    """LightningCLI whose model is chosen by class path and whose data is the one shared datamodule."""
+def _lightning(argv: list[str] | None) -> int:
+    from infoae_pl.training import run_lightning
 
-    def add_arguments_to_parser(self, parser) -> None:
-        # The model's input size always follows the dataset.
-        parser.link_arguments("data.data_dim", "model.init_args.data_dim", apply_on="instantiate")
-
-
-CLI_DEFAULTS: dict = dict(
-    subclass_mode_model=True,
-    seed_everything_default=0,
-    save_config_kwargs={"overwrite": True},
-    auto_configure_optimizers=False,
-)
-
-
-def run_lightning(argv: list[str] | None) -> int:
-    """Run ``fit``/``validate``/``test`` through LightningCLI (``argv=None``: the command line); the
-    resolved config lands beside the checkpoints."""
-    build_cli(argv)
-    return 0
-
-
-def build_cli(argv: list[str] | None) -> InfoAECLI:
-    """The LightningCLI of ``infoae fit|validate|test`` after it ran, so callers can reach its model and trainer."""
-    return InfoAECLI(
-        LightningModule,
-        InfoAEDataModule,
-        args=argv,
-        trainer_defaults={
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": "runs", "name": "infoae"},
-            },
-        },
-        **CLI_DEFAULTS,
-    )
+    return run_lightning(argv)
 
 
 def _theory(argv: list[str]) -> int:
@@ -99,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command in TRAINER_SUBCOMMANDS:
-        return run_lightning(None if from_command_line else argv)
+        return _lightning(None if from_command_line else argv)
     if command in SUBCOMMANDS:
         return SUBCOMMANDS[command](rest)
     allowed = ", ".join((*TRAINER_SUBCOMMANDS, *SUBCOMMANDS))

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from wandb_records import run_record
 
 import infoae_pl.nets.heads as heads
+from infoae_pl._compat import trial_id
 from infoae_pl.cli import main
 from infoae_pl.models import BetaELBO
 from infoae_pl.tuning import batched, load_study, run_sweep
@@ -124,7 +125,7 @@ def test_batched_trials_on_a_database_storage_send_heartbeats(write_study, tmp_p
                        heartbeat={"interval": 1, "grace_period": 3})
     study = run_sweep(load_study(path), report=False, batch_trials=2)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert set(beats) == {t._trial_id for t in study.trials}
+    assert set(beats) == {trial_id(t) for t in study.trials}
 
 
 def test_two_workers_batch_trials_against_postgresql(write_study, postgres_url, unique_name):

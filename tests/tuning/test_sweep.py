@@ -16,8 +16,8 @@ from wandb_records import run_record
 
 from infoae_pl.cli import main
 from infoae_pl.tuning import load_study, open_study, run_sweep
+from infoae_pl.tuning.asktell import counts_toward_budget
 from infoae_pl.tuning.storage import redact
-from infoae_pl.tuning.sweep import counts_toward_budget
 
 
 def states(study: optuna.Study) -> list[str]:

@@ -1,10 +1,11 @@
 """Samples of every likelihood-free family from its shipped example config: ring of 8 Gaussians and MNIST.
 
 Each family (InfoVAE, AAE, InfoGAN, ALI/BiGAN, ALICE, CycleGAN) trains through ``infoae fit`` from
-``configs/<family>_<dataset>.yaml``; the final evaluation's metrics (MMD of generated to real x, ring
-mode coverage, reconstruction error, InfoGAN's code accuracy) go to ``results.csv`` and, as mean, sd
-and range over seeds, to ``summary.md``; ``ring8_samples.png`` and ``mnist5k_samples.png`` show samples.
-Each finished run's row and samples are written at once, and a re-run skips the runs already done.
+the package's ``configs/<family>_<dataset>.yaml`` (``--configs`` for another folder); the final
+evaluation's metrics (MMD of generated to real x, ring mode coverage, reconstruction error, InfoGAN's
+code accuracy) go to ``results.csv`` and, as mean, sd and range over seeds, to ``summary.md``;
+``ring8_samples.png`` and ``mnist5k_samples.png`` show samples. Each finished run's row and samples are
+written at once, and a re-run skips the runs already done.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from infoae_pl.cli import build_cli
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.figures import image_grid, save_figure
 from infoae_pl.evaluation.sampling import decoded_x
 from infoae_pl.reproduce.options import DistinctSeeds
+from infoae_pl.shipped import CONFIGS, shipped_dir
+from infoae_pl.training import build_cli
 
 FAMILIES = ("infovae", "aae", "infogan", "ali_bigan", "alice", "cyclegan")
 DATASETS = ("ring8", "mnist5k")
@@ -164,7 +166,7 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
     (out / "samples").mkdir(parents=True, exist_ok=True)
     missing = [f"{f}_{d}.yaml" for f in FAMILIES for d in datasets if not (configs / f"{f}_{d}.yaml").exists()]
     if missing:
-        raise FileNotFoundError(f"--configs {configs} lacks {', '.join(missing)} (run from the repository root)")
+        raise FileNotFoundError(f"--configs {configs} lacks {', '.join(missing)}")
     results = out / "results.csv"
     rows = [r for r in read_results(results) if r["dataset"] in datasets]
     done = {(r["family"], r["dataset"], r["seed"], r["steps"]) for r in rows}
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's ring8 seeds")
-    parser.add_argument("--configs", default="configs", help="folder of the example configs (default: configs)")
+    parser.add_argument("--configs", default=None,
+                        help="folder of the example configs (default: the configs/ shipped in the package)")
     parser.add_argument("--out", default="reproduce/families", help="output folder (default: reproduce/families)")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
@@ -216,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = sum(len(profile.seeds[d]) for d in args.datasets) * len(FAMILIES)
     print(f"families, profile {profile.name!r}: {runs} runs on {', '.join(args.datasets)}")
     start = time.perf_counter()
-    reproduce(profile, Path(args.configs), Path(args.out), tuple(args.datasets))
+    configs = Path(args.configs) if args.configs is not None else shipped_dir(CONFIGS)
+    reproduce(profile, configs, Path(args.out), tuple(args.datasets))
     print(f"wrote {args.out}/summary.md, results.csv and the sample figures in {math.ceil(time.perf_counter() - start)} s")
     return 0

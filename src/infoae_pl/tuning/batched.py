@@ -7,6 +7,9 @@ what a separate trial has: its folder with ``config.yaml``, CSV metrics, its own
 checkpoint; validation metrics from a validation run of its own module with the config's callbacks,
 at the cadence the trainer config sets; pruning; its objective values. A pruned trial, or one whose
 loss stops being finite, is cut out of the stack at the next step and stops costing compute.
+
+This module only trains and reports each trial's outcome on its :class:`TrialSlot`; asking Optuna for
+the trials, keeping them alive and telling their outcomes is :mod:`infoae_pl.tuning.asktell`'s.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import Logger, WandbLogger
 
+from infoae_pl._compat import logger_writes_this_step, logging_step
 from infoae_pl.evaluation import EvaluationCallback
-from infoae_pl.models.base import logger_writes_this_step
 from infoae_pl.models.stacked import StackedModules
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_trial_warnings, trial_loggers
@@ -92,7 +95,8 @@ def stack(clis: list[TrialCLI], names: list[str]) -> StackedModules:
 
 def group_trainer_config(cli: TrialCLI) -> tuple[dict[str, Any], list[L.Callback]]:
     """The trial config's trainer arguments (without callbacks and logger) and its per-copy callbacks."""
-    config = dict(cli._get(cli.config_init, "trainer", default={}))
+    config_init = cli.config_init[cli.subcommand] if cli.subcommand else cli.config_init
+    config = dict(config_init.get("trainer", {}))
     config.pop("logger", None)
     callbacks = config.pop("callbacks", None) or []
     unsupported = sorted({type(c).__name__ for c in callbacks if not isinstance(c, (*PER_COPY_CALLBACKS, *_HANDLED_CALLBACKS))})
@@ -169,9 +173,9 @@ class TrialGroup(L.Callback):
             slot = self.slots[name]
             if slot.state == "running":
                 slot.state, slot.reason = "failed", reason
-        if not logger_writes_this_step(pl_module):
+        if not logger_writes_this_step(trainer):
             return
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = logging_step(trainer)
         for i, name in enumerate(pl_module.names):
             slot = self.slots[name]
             if slot.state != "running":
@@ -184,7 +188,7 @@ class TrialGroup(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
         if trainer.sanity_checking:
             return
-        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        step = logging_step(trainer)
         slots = self.running(pl_module)
         for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
             metrics = self.evaluate(trainer, module, slot, "validate")
@@ -253,29 +257,16 @@ class TrialGroup(L.Callback):
                     metrics = self.evaluate(trainer, module, slot, "test")
                     slot.metrics.update(metrics)
                     for logger in slot.loggers:
-                        logger.log_metrics(metrics, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
+                        logger.log_metrics(metrics, step=logging_step(trainer))
                 slot.values = objective_values(self.spec, slot.metrics)
                 slot.state = "complete"
             except Exception as error:
                 slot.state, slot.reason = "failed", f"{type(error).__name__}: {error}"[:2000]
 
 
-@contextlib.contextmanager
-def heartbeats(study: optuna.Study, trials: list[optuna.Trial]) -> Iterator[None]:
-    """While the batch trains, each trial reports alive to a heartbeat-enabled (RDB) storage through the
-    thread ``study.optimize`` runs for one trial, so a dead worker's trials go stale and are retried."""
-    # Optuna keeps this helper, the storage and trial ids private: ask/tell offers no heartbeat of its own.
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    with contextlib.ExitStack() as stack:
-        for trial in trials:
-            stack.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
-        yield
-
-
-def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Trial],
-                    params: list[dict[str, Any]]) -> list[TrialSlot]:
-    """Train the trials as one stacked model; returns each trial's slot with its state and values."""
+def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[dict[str, Any]]) -> list[TrialSlot]:
+    """Train the (asked) trials as one stacked model; returns each trial's slot with its outcome
+    (``state``: complete, pruned or failed), values and reason, for :func:`~infoae_pl.tuning.asktell.tell`."""
     wandb.finish()  # a run left open by earlier code in this process would swallow the trials' logs
     slots: list[TrialSlot] = []
     try:
@@ -299,7 +290,7 @@ def run_trial_batch(spec: StudySpec, study: optuna.Study, trials: list[optuna.Tr
                                    callbacks, save_checkpoint))
             cli.model = None  # the stacked model holds the weights now
         group = TrialGroup(spec, slots, PROGRESS_SECONDS)
-        with quiet_trial_warnings(), heartbeats(study, trials):
+        with quiet_trial_warnings():
             trainer = L.Trainer(**{**trainer_config, "logger": False, "enable_checkpointing": False,
                                    "callbacks": [group]})
             trainer.fit(model, datamodule=clis[0].datamodule)
@@ -330,16 +321,3 @@ def _without_batchable(config: Any) -> dict[str, Any]:
     flat = {k: v for k, v in flat.items() if k not in ("seed_everything", "model")}
     flat["model_class"] = config["model"]["class_path"]
     return flat
-
-
-def tell(study: optuna.Study, slot: TrialSlot) -> None:
-    """Record a finished slot's outcome in the study."""
-    if slot.state == "complete":
-        values = slot.values or []
-        study.tell(slot.trial, values[0] if len(values) == 1 else values)
-    elif slot.state == "pruned":
-        study.tell(slot.trial, state=optuna.trial.TrialState.PRUNED)
-    else:
-        slot.trial.set_user_attr("fail_reason", (slot.reason or "failed")[:2000])
-        study.tell(slot.trial, state=optuna.trial.TrialState.FAIL)
-

@@ -1,11 +1,12 @@
-"""``infoae sweep STUDY.yaml [--workers N]`` and ``infoae sweep report STUDY.yaml``."""
+"""``infoae sweep STUDY.yaml [--workers N]`` and ``infoae sweep report STUDY.yaml``.
+
+Optuna, torch and Lightning are imported after the arguments parse, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from infoae_pl.tuning.spec import StudySpecError, load_study
 
 EPILOG = """examples:
   infoae sweep sweeps/beta_elbo_beta.yaml                  # one worker, journal file in runs/sweeps/NAME/
@@ -40,6 +41,8 @@ def _parser(report: bool) -> argparse.ArgumentParser:
 def sweep_main(argv: list[str]) -> int:
     report = bool(argv) and argv[0] == "report"
     args = _parser(report).parse_args(argv[1:] if report else argv)
+    from infoae_pl.tuning.spec import StudySpecError, load_study
+
     try:
         spec = load_study(args.study, storage=args.storage, n_trials=None if report else args.n_trials)
         if report:

@@ -17,6 +17,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from infoae_pl._compat import study_storage, trial_id
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 
 JOURNAL_FILE = "study.journal"
@@ -104,10 +105,11 @@ def recover_dead_local_trials(study: optuna.Study) -> list[int]:
         pid = attrs.get("worker_pid")
         if attrs.get("worker_host") != host or pid is None or _process_alive(int(pid)):
             continue
+        storage, key = study_storage(study), trial_id(trial)
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", f"worker {attrs['worker_pid']} died")
-            study._storage.set_trial_user_attr(trial._trial_id, "retried", True)
-            if not study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL):
+            storage.set_trial_user_attr(key, "fail_reason", f"worker {attrs['worker_pid']} died")
+            storage.set_trial_user_attr(key, "retried", True)
+            if not storage.set_trial_state_values(key, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first

@@ -1,11 +1,9 @@
 """Run a study: create it once, start the workers, keep the trial budget exact, report at the end.
 
-A worker asks Optuna for one trial at a time until the budget is used. The budget counts trials
-that are COMPLETE, PRUNED, RUNNING or WAITING, and FAILED trials that failed on their own (a NaN
-loss, an exception); trials lost with a dead worker are retried instead and do not count. So
-re-running the same command resumes a study without repeating or losing anything. With
-``batch_trials`` K > 1 a worker asks for K trials at once and trains them as one stacked model
-(:mod:`infoae_pl.tuning.batched`).
+A worker asks Optuna for one trial at a time until the budget is used (the budget, the asking and
+the telling are :mod:`infoae_pl.tuning.asktell`'s). So re-running the same command resumes a study
+without repeating or losing anything. With ``batch_trials`` K > 1 a worker asks for K trials at once
+and trains them as one stacked model (:mod:`infoae_pl.tuning.batched`).
 """
 
 from __future__ import annotations
@@ -24,7 +22,16 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from optuna.trial import FrozenTrial, TrialState
 
-from infoae_pl.tuning.batched import check_batchable, run_trial_batch, tell
+from infoae_pl.tuning.asktell import (
+    ask,
+    budget_left,
+    counts_toward_budget,
+    heartbeats,
+    make_objective,
+    tell,
+    trials_to_run,
+)
+from infoae_pl.tuning.batched import check_batchable, run_trial_batch
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.storage import (
     make_storage,
@@ -35,18 +42,6 @@ from infoae_pl.tuning.storage import (
     uses_heartbeats,
 )
 from infoae_pl.tuning.trial import check_run_config, run_trial
-
-
-class SurplusTrialError(RuntimeError):
-    """Another worker took the last trial of the budget at the same moment; this one does not run."""
-
-
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` uses one of the study's ``n_trials`` (lost and surplus trials do not)."""
-    if trial.state != TrialState.FAIL:
-        return True
-    attrs = trial.user_attrs
-    return bool(attrs.get("fail_reason")) and not attrs.get("retried") and not attrs.get("surplus")
 
 
 def open_study(spec: StudySpec, create: bool = False, worker_key: str | None = None) -> optuna.Study:
@@ -73,102 +68,17 @@ def open_study(spec: StudySpec, create: bool = False, worker_key: str | None = N
                              pruner=spec.make_pruner())
 
 
-def budget_left(spec: StudySpec, study: optuna.Study) -> bool:
-    """Whether a worker should ask for another trial. With a database storage, a worker whose budget
-    is full waits while other workers' trials run: if one of them dies, its trial turns stale after
-    ``heartbeat.grace_period`` and this worker runs the retry, so the study still finishes."""
-    while True:
-        if uses_heartbeats(spec):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # dead workers' trials become retries first
-        else:
-            recover_dead_local_trials(study)
-        trials = study.get_trials(deepcopy=False)
-        if any(t.state == TrialState.WAITING for t in trials):
-            return True
-        if sum(counts_toward_budget(t) for t in trials) < spec.n_trials:
-            return True
-        if not (uses_heartbeats(spec) and any(t.state == TrialState.RUNNING for t in trials)):
-            return False
-        time.sleep(min(spec.heartbeat.interval, 5))
-
-
-def suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
-    """Ask ``trial`` for ``name`` through the public suggest API of its distribution's kind."""
-    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
-        return trial.suggest_categorical(name, distribution.choices)
-    if isinstance(distribution, optuna.distributions.IntDistribution):
-        return trial.suggest_int(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
-    return trial.suggest_float(name, distribution.low, distribution.high, step=distribution.step, log=distribution.log)
-
-
-def claim(spec: StudySpec, study: optuna.Study, trial: optuna.Trial) -> bool:
-    """Record this worker on ``trial``; False (and the trial marked surplus) when its earlier trials
-    already fill the budget. Trial numbers are handed out atomically, so two workers asking at once,
-    or a retry racing a fresh trial, cannot both run the last trial of the budget."""
-    for key, value in this_worker().items():
-        trial.set_user_attr(key, value)
-    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-    if sum(counts_toward_budget(t) for t in earlier) < spec.n_trials:
-        return True
-    trial.set_user_attr("surplus", True)
-    trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
-    return False
-
-
-def make_objective(spec: StudySpec, study: optuna.Study):
-    """The Optuna objective: claim the trial, sample its parameters, run it, record why it failed."""
-
-    def objective(trial: optuna.Trial) -> float | list[float]:
-        if not claim(spec, study, trial):
-            raise SurplusTrialError("the budget was used up by other workers at the same moment")
-        params = {name: suggest(trial, name, d) for name, d in spec.search_space.items()}
-        trial_dir = spec.output_dir / f"trial-{trial.number:04d}"
-        try:
-            values = run_trial(spec, trial, params, trial_dir)
-        except optuna.TrialPruned:
-            raise
-        except Exception as error:
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:2000])
-            raise
-        return values[0] if len(values) == 1 else values
-
-    return objective
-
-
-def trials_to_run(spec: StudySpec, study: optuna.Study) -> int:
-    """How many trials the budget still needs: the waiting ones (enqueued or retried) and the rest."""
-    known = study.get_trials(deepcopy=False)
-    waiting = sum(t.state == TrialState.WAITING for t in known)  # counted toward the budget, not yet run
-    return waiting + spec.n_trials - sum(counts_toward_budget(t) for t in known)
-
-
-def ask_batch(spec: StudySpec, study: optuna.Study, size: int) -> tuple[list[optuna.Trial], list[dict[str, Any]]]:
-    """Up to ``size`` new trials with their sampled parameters, within the budget (the same surplus
-    rule as one trial at a time: a trial whose earlier trials fill the budget is failed as surplus)."""
-    size = min(size, trials_to_run(spec, study))
-    trials, params = [], []
-    for _ in range(size):
-        trial = study.ask()
-        if not claim(spec, study, trial):
-            study.tell(trial, state=TrialState.FAIL)
-            break
-        trials.append(trial)
-        params.append({name: suggest(trial, name, d) for name, d in spec.search_space.items()})
-    return trials, params
-
-
 def run_batch(spec: StudySpec, study: optuna.Study, size: int, worker: int) -> int:
     """Ask for up to ``size`` trials, train them as one stacked model, tell each outcome; returns how many ran."""
-    trials, params = ask_batch(spec, study, size)
+    trials, params = ask(spec, study, size)
     if not trials:
         return 0
     start = time.perf_counter()
-    slots = run_trial_batch(spec, study, trials, params)
+    with heartbeats(study, trials):
+        slots = run_trial_batch(spec, trials, params)
     seconds = time.perf_counter() - start
     for slot in slots:
-        tell(study, slot)
+        tell(study, slot.trial, slot.state, slot.values, slot.reason)
     finished = {t.number: t for t in study.get_trials(deepcopy=False)}
     for slot in slots:
         print(f"{describe(spec, finished[slot.trial.number], seconds)} [worker {worker}, batch of {len(slots)}; "
@@ -214,7 +124,7 @@ def work(spec: StudySpec, worker: int = 0, threads: int | None = None, cuda_devi
     run_trials_as_one_process()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(spec, worker_key=None if exact_seed else f"{socket.gethostname()}/{os.getpid()}")
-    objective, ran, me = make_objective(spec, study), 0, this_worker()
+    objective, ran, me = make_objective(spec, study, run_trial), 0, this_worker()
     while budget_left(spec, study):
         if batch_trials > 1 and trials_to_run(spec, study) > 1:  # a lone trial runs unstacked
             ran += run_batch(spec, study, batch_trials, worker)

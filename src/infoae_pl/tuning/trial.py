@@ -21,9 +21,9 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.loggers import CSVLogger, Logger
 from optuna_integration import PyTorchLightningPruningCallback
 
-from infoae_pl.cli import CLI_DEFAULTS, InfoAECLI
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.loggers import WandbOfflineLogger
+from infoae_pl.training import CLI_DEFAULTS, InfoAECLI
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 
 
