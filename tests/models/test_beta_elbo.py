@@ -6,8 +6,10 @@ import torch
 
 from infoae_pl.models import BetaELBO, NonFiniteLossError
 from infoae_pl.nets import LatentVariableModel
+from infoae_pl.objectives.config import ANALYTIC_KL
 
 SMALL = dict(data_dim=2, latent_dim=2, likelihood="gaussian", hidden_dim=16)
+RECON = "E_q[log p(x|z)]"
 
 
 @pytest.mark.parametrize(
@@ -53,17 +55,21 @@ def test_terms_match_an_independent_computation():
 
 
 def test_warmup_then_beta_and_bound_clips_reconstruction():
+    """The warm-up and the bound are the Lagrangian module's schedule and bound on compiled components."""
     model = BetaELBO(beta=0.2, kl_warmup_steps=100, kl_warmup_weight=0.01, mi_bound=3.0, **SMALL)
-    assert model.coefficients(0) == {"kl_weight": 0.01, "mi_bound": 3.0}
-    assert model.coefficients(99)["kl_weight"] == 0.01
-    assert model.coefficients(100)["kl_weight"] == 0.2
+    assert model.coefficients(0) == {RECON: -1.0, ANALYTIC_KL: 0.01, "bound/" + RECON: 3.0}
+    assert model.coefficients(99)[ANALYTIC_KL] == 0.01
+    assert model.coefficients(100)[ANALYTIC_KL] == 0.2
     x = torch.randn(8, 2)
-    terms = model.loss_terms(x, {"kl_weight": 0.5, "mi_bound": 0.0})
+    terms = model.loss_terms(x, {RECON: -1.0, ANALYTIC_KL: 0.5, "bound/" + RECON: 0.0})
     # With a bound of 0 nats the reconstruction term is max(recon_nll, 0).
     expected = torch.clamp(terms["recon_nll"], min=0.0) + 0.5 * terms["kl"]
     torch.testing.assert_close(terms["loss"], expected)
+    assert terms["kl_weight"] == 0.5
     unbounded = BetaELBO(beta=0.2, **SMALL)
-    assert unbounded.coefficients(0)["mi_bound"] == math.inf
+    assert "bound/" + RECON not in unbounded.coefficients(0)
+    with pytest.raises(ValueError, match="BetaELBO sets preset itself"):
+        BetaELBO(preset="elbo", **SMALL)
 
 
 def _fit(model, x, steps=60, seed=0):

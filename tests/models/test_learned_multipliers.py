@@ -11,9 +11,9 @@ import yaml
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.models import InfoVAE, LagrangianModule
-from infoae_pl.models.lagrangian import ANALYTIC_KL, loss_components
 from infoae_pl.models.stacked import StackedModules
 from infoae_pl.objectives import compile
+from infoae_pl.objectives.config import ANALYTIC_KL, loss_components
 from infoae_pl.tuning.spec import load_study
 from infoae_pl.tuning.sweep import run_sweep
 
@@ -41,8 +41,8 @@ def _fit(model, steps):
 def test_coefficients_are_the_compiled_lagrangian_at_the_current_multipliers():
     model = _compress(1.5)
     for value in (1.0, 0.0, 2.75):
-        model.multipliers.fill_(value)
-        compiled = compile(model.dual.lagrangian({"neg_elbo": Fraction(value).limit_denominator()}))
+        model.multipliers.lambdas.fill_(value)
+        compiled = compile(model.plan.dual.lagrangian({"neg_elbo": Fraction(value).limit_denominator()}))
         expected = loss_components(compiled.tractable_form)
         got = {k: v for k, v in model.coefficients(0).items() if v}
         assert got.keys() == expected.keys() and all(got[k] == pytest.approx(expected[k]) for k in got)
@@ -63,26 +63,26 @@ def test_one_update_is_a_projected_ascent_step(optimizer):
     model = _compress(1.5, multiplier_lr=0.5, multiplier_optimizer=optimizer, multiplier_max=1.2)
     model.update_multipliers({"constraint/neg_elbo": torch.tensor(1.9)})  # violated by 0.4
     # SGD: 1 + 0.5·0.4 = 1.2; Adam's first step has size lr: 1 + 0.5, projected onto multiplier_max = 1.2.
-    assert model.multipliers.item() == pytest.approx(1.2)
+    assert model.multipliers.lambdas.item() == pytest.approx(1.2)
     model.update_multipliers({"constraint/neg_elbo": torch.tensor(-100.0)})  # far inside the budget
     if optimizer == "sgd":
-        assert model.multipliers.item() == 0.0  # 1.2 − 0.5·101.5, projected onto λ ≥ 0
+        assert model.multipliers.lambdas.item() == 0.0  # 1.2 − 0.5·101.5, projected onto λ ≥ 0
     else:
-        assert 0.0 <= model.multipliers.item() < 1.2
+        assert 0.0 <= model.multipliers.lambdas.item() < 1.2
 
 
 def test_a_binding_budget_ends_active_and_a_loose_one_drives_lambda_to_zero():
     torch.manual_seed(0)
     tight = _compress(1.48, multiplier_optimizer="adam", multiplier_lr=0.1)
     _fit(tight, 3000)
-    (row,) = tight.constraint_table()
+    (row,) = tight.multipliers.table()
     assert row["lambda"] > 0.5 and abs(row["slack"]) < 0.03, row  # below the collapsed 1.5305: it must bind
     assert row["status"] == "active"
 
     torch.manual_seed(0)
     loose = _compress(3.0, multiplier_optimizer="adam", multiplier_lr=0.1)
     _fit(loose, 400)
-    (row,) = loose.constraint_table()
+    (row,) = loose.multipliers.table()
     assert row["lambda"] == 0.0 and row["slack"] > 1.0 and row["status"] == "slack", row
     assert row["value"] == pytest.approx(COLLAPSED_NEG_ELBO, abs=0.08)
 
@@ -92,9 +92,11 @@ def test_multipliers_and_their_optimiser_survive_a_checkpoint(tmp_path):
     trainer = _fit(model, 5)
     trainer.save_checkpoint(tmp_path / "last.ckpt")
     restored = LagrangianModule.load_from_checkpoint(tmp_path / "last.ckpt")
-    assert restored.multipliers.item() == pytest.approx(model.multipliers.item())
-    state = torch.load(tmp_path / "last.ckpt", weights_only=False)["multiplier_optimizer"]
+    assert restored.multipliers.lambdas.item() == pytest.approx(model.multipliers.lambdas.item())
+    # The multipliers' optimiser is part of the module's state (their component's extra state).
+    state = torch.load(tmp_path / "last.ckpt", weights_only=False)["state_dict"]["multipliers._extra_state"]["optimizer"]
     assert state["state"][0]["step"] == 5
+    assert restored.multipliers.optimizer().state_dict()["state"][0]["step"] == 5
 
 
 def test_family_modules_accept_constraints():

@@ -5,6 +5,7 @@ import torch
 import infoae_pl.nets.heads as heads
 from infoae_pl.models import BetaELBO, LagrangianModule
 from infoae_pl.models.stacked import StackedModules
+from infoae_pl.objectives.config import ANALYTIC_KL
 
 SHARED = dict(data_dim=1, latent_dim=1, likelihood="gaussian", hidden_dim=12, lr=3e-3, kl_warmup_steps=3)
 COPIES = [{"beta": 0.1}, {"beta": 1.0, "mi_bound": 0.5}, {"beta": 4.0}]
@@ -109,8 +110,8 @@ def test_a_non_finite_copy_stops_alone_or_stops_the_run():
 
 def test_per_copy_terms_and_coefficients():
     stacked = StackedModules("infoae_pl.models.BetaELBO", SHARED, COPIES, names=["a", "b", "c"])
-    assert stacked.coefficients(0)["kl_weight"].tolist() == pytest.approx([0.01] * 3)
-    assert stacked.coefficients(3)["kl_weight"].tolist() == pytest.approx([0.1, 1.0, 4.0])
+    assert stacked.coefficients(0)[ANALYTIC_KL].tolist() == pytest.approx([0.01] * 3)
+    assert stacked.coefficients(3)[ANALYTIC_KL].tolist() == pytest.approx([0.1, 1.0, 4.0])
     terms = stacked.loss_terms(torch.randn(16, 1), step=5)
     assert terms["loss"].shape == (3,) and terms["recon_nll"].shape == (3,)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from infoae_pl.models.lagrangian import LagrangianModule, drop_fixed_hparams
+from infoae_pl.models.lagrangian import LagrangianModule
 
 
 class CycleGAN(LagrangianModule):
@@ -16,14 +16,17 @@ class CycleGAN(LagrangianModule):
     adds terms.  Every other argument is :class:`LagrangianModule`'s.
     """
 
+    FIXED_HPARAMS: ClassVar[tuple[str, ...]] = ("preset", "preset_params")
+
     def __init__(
         self, z_divergence: str = "js", x_divergence: str = "js", implicit_generator: bool = True, **kwargs: Any
     ) -> None:
+        self.refuse_fixed(kwargs)
         super().__init__(
             preset="cyclegan",
+            preset_params=None,
             z_divergence=z_divergence,
             x_divergence=x_divergence,
             implicit_generator=implicit_generator,
             **kwargs,
         )
-        drop_fixed_hparams(self, ("preset", "preset_params"))

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 from torchmetrics.functional.classification import multiclass_accuracy
 from torchmetrics.functional.clustering import mutual_info_score
 
 from infoae_pl.divergences import CRITIC_DIVERGENCES
-from infoae_pl.models.lagrangian import LagrangianModule, drop_fixed_hparams
+from infoae_pl.models.lagrangian import LagrangianModule
 from infoae_pl.nets.codes import CodeHead, FactorisedCode
 from infoae_pl.validation import check_choice, check_finite_number, check_int_at_least
 
@@ -31,6 +31,9 @@ class InfoGAN(LagrangianModule):
     """
 
     COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = (*LagrangianModule.COEFFICIENT_HPARAMS, "mi_weight")
+    FIXED_HPARAMS: ClassVar[tuple[str, ...]] = (
+        "lagrangian", "preset", "preset_params", "implicit_generator", "latent_dim", "encoder"
+    )
 
     def __init__(
         self,
@@ -51,9 +54,7 @@ class InfoGAN(LagrangianModule):
         if num_categories == 0 and num_continuous == 0:
             raise ValueError("InfoGAN needs a code: set num_categories >= 2 or num_continuous >= 1")
         check_finite_number("mi_weight", mi_weight, minimum=0.0)
-        for fixed in ("latent_dim", "implicit_generator", "lagrangian", "preset", "preset_params"):
-            if fixed in kwargs:
-                raise ValueError(f"InfoGAN sets {fixed} itself (latent_dim = noise_dim + num_categories + num_continuous)")
+        self.refuse_fixed(kwargs)
         super().__init__(
             lagrangian={"I_p": -mi_weight, "KL(p(z|x)||q(z|x))": mi_weight, "JS(p(x)||q(x))": 1.0},
             preset=None,
@@ -61,10 +62,14 @@ class InfoGAN(LagrangianModule):
             x_divergence=x_divergence,
             implicit_generator=True,
             latent_dim=noise_dim + num_categories + num_continuous,
+            encoder=None,
             **kwargs,
         )
-        drop_fixed_hparams(self, ("lagrangian", "preset", "preset_params", "latent_dim", "implicit_generator"))
-        critic = self.critics[self.critic_keys["JS(p(x)||q(x))"]].critic
+        # Q shares the discriminator's trunk (its ``trunk`` and ``feature_dim``); the base built a
+        # default encoder first, which Q replaces (kept so that seeds give the same weights).
+        critic = self.critics.network("JS(p(x)||q(x))")
+        if not (isinstance(getattr(critic, "trunk", None), nn.Module) and isinstance(getattr(critic, "feature_dim", None), int)):
+            raise ValueError("InfoGAN's x_critic must expose `trunk` (a module) and `feature_dim` (an int) for its Q head")
         self.encoder = CodeHead(
             critic.trunk, critic.feature_dim, noise_dim, num_categories, num_continuous, self.hparams.get("min_std", 1e-3)
         )
@@ -80,7 +85,7 @@ class InfoGAN(LagrangianModule):
         z = self.prior().sample(x.shape[:-1])
         with torch.no_grad():
             x_p = self.sample_x(z)
-        mi = self.components[_MI_TERM] * self.encode(x_p).log_prob(z).mean(-1)
+        mi = self.plan.components[_MI_TERM] * self.encode(x_p).log_prob(z).mean(-1)
         return super().critic_loss(x) + mi
 
     def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:

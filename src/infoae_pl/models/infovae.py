@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from infoae_pl.models.lagrangian import LagrangianModule, drop_fixed_hparams
+from infoae_pl.models.lagrangian import LagrangianModule
 from infoae_pl.validation import check_finite_number
 
 #: The divergence term the InfoVAE adds; which estimator replaces it is ``z_divergence``.
@@ -20,10 +20,12 @@ class InfoVAE(LagrangianModule):
     """
 
     COEFFICIENT_HPARAMS: ClassVar[tuple[str, ...]] = (*LagrangianModule.COEFFICIENT_HPARAMS, "beta", "lam")
+    FIXED_HPARAMS: ClassVar[tuple[str, ...]] = ("preset", "preset_params", "lagrangian")
 
     def __init__(self, beta: float = 1.0, lam: float = 1000.0, z_divergence: str = "mmd", **kwargs: Any) -> None:
         check_finite_number("beta", beta)
         check_finite_number("lam", lam, minimum=0.0)
+        self.refuse_fixed(kwargs)
         super().__init__(
             preset="beta_elbo",
             preset_params={"beta": beta},
@@ -31,4 +33,3 @@ class InfoVAE(LagrangianModule):
             z_divergence=z_divergence,
             **kwargs,
         )
-        drop_fixed_hparams(self, ("preset", "preset_params", "lagrangian"))

@@ -21,9 +21,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
 from torch.func import functional_call, stack_module_state, vmap
 
+from infoae_pl._compat import distribution_validation
 from infoae_pl.models.base import (
     LatentVariableModule,
     NonFiniteLossError,
@@ -31,6 +31,7 @@ from infoae_pl.models.base import (
     logger_writes_this_step,
     progress_bar_shows_loss,
 )
+from infoae_pl.objectives.config import missing_coefficient
 from infoae_pl.validation import check_choice
 
 NON_FINITE_POLICIES = ("raise", "stop_copy")
@@ -177,7 +178,7 @@ class StackedModules(L.LightningModule):
                 f"copies {adversarial} train critics by alternation (manual optimisation), which stacked copies"
                 " do not support; estimate their divergences by MMD or train them as separate runs"
             )
-        learned = [n for n, m in zip(names, modules) if getattr(m, "dual", None) is not None]
+        learned = [n for n, m in zip(names, modules) if getattr(m, "multipliers", None) is not None]
         if learned:
             raise ValueError(f"copies {learned} have learned multipliers, which stacked copies do not support")
         allowed = set(cls.COEFFICIENT_HPARAMS)
@@ -206,9 +207,10 @@ class StackedModules(L.LightningModule):
         raise AssertionError("groups and names disagree")
 
     def coefficients(self, step: int) -> dict[str, Tensor]:
-        """Each copy's multipliers at ``step``, stacked into tensors of shape ``[K]`` (0 for a term a copy lacks)."""
+        """Each copy's coefficients at ``step``, stacked into tensors of shape ``[K]`` (a multiplier a copy
+        lacks is 0, a bound it lacks +∞: the same loss)."""
         per_copy = [t.coefficients(step) for t in self._templates]
-        values = tuple(tuple(float(c.get(k, 0.0)) for c in per_copy) for k in self.coefficient_keys)
+        values = tuple(tuple(float(c.get(k, missing_coefficient(k))) for c in per_copy) for k in self.coefficient_keys)
         if self._coefficients is None or self._coefficients[0] != (values, self.device):  # they change rarely
             tensors = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in zip(self.coefficient_keys, values)}
             self._coefficients = ((values, self.device), tensors)
@@ -227,9 +229,7 @@ class StackedModules(L.LightningModule):
             return {k: v.squeeze(0) for k, v in tree.items()}  # a view both ways (indexing copies in backward)
 
         outputs, start = [], 0
-        validate = Distribution._validate_args
-        Distribution.set_default_validate_args(False)  # argument checks branch on data, which vmap forbids
-        try:
+        with distribution_validation(False):  # argument checks branch on data, which vmap forbids
             for group in self.groups:
                 params, buffers = group.state()
                 size = len(group)
@@ -241,8 +241,6 @@ class StackedModules(L.LightningModule):
                 else:
                     outputs.append(vmap(one_copy, in_dims=(0, 0, x_dim, 0), randomness="different")(params, buffers, xs, c))
                 start += size
-        finally:
-            Distribution.set_default_validate_args(validate)
         if len(outputs) == 1:
             return outputs[0]
         return {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]}
@@ -345,8 +343,7 @@ class StackedModules(L.LightningModule):
                  "param_groups": [{**settings, "params": list(range(len(group.param_names)))}]}]
 
     def configure_optimizers(self) -> Any:
-        hp = self._templates[0].hparams
         if self._trainer is not None and self.trainer.gradient_clip_val:
             raise ValueError("gradient clipping by norm over stacked copies would couple them; "
                              "set trainer.gradient_clip_val to null or train the copies as separate runs")
-        return adam_with_schedule(self.parameters(), hp)
+        return adam_with_schedule(self.parameters(), self._templates[0].optimizer_settings)

@@ -142,7 +142,7 @@ def reproduce(profile: Profile, out: Path, data_dir: str | None = None) -> dict[
         seconds = train(model, profile, data_dir)
         row = {"kind": kind, "epsilon": eps, "lambda_elbo": lam, "seconds": round(seconds, 1), **measure(model, x)}
         if kind == "learned":
-            (table,) = model.constraint_table()
+            (table,) = model.multipliers.table()
             row.update(lambda_elbo=table["lambda"], status=table["status"], train_neg_elbo=table["value"])
         rows.append(row)
         print(f"  {kind} {'λ=' + format(lam, 'g') if lam is not None else 'ε=' + format(eps, 'g')}: "
