@@ -106,3 +106,22 @@ def test_find_cycle_reports_the_chain():
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+#: The layers of docs/ARCHITECTURE.md, top first: a module imports only its own layer and those below.
+LAYERS = ["cli", "reproduce", "tuning", "training", "loggers", "evaluation", "models", "nets", "divergences", "data",
+          "objectives", "shipped", "_compat", "validation"]
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def test_imports_flow_down_the_documented_layers():
+    graph = import_graph()
+    unlisted = sorted({_layer(m) for m in graph} - {None, *LAYERS})
+    assert not unlisted, f"add {unlisted} to LAYERS and to docs/ARCHITECTURE.md"
+    upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
+              if _layer(m) and _layer(t) and LAYERS.index(_layer(t)) < LAYERS.index(_layer(m))]
+    assert not upward, "imports against the documented layers: " + ", ".join(sorted(upward))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+
+import torch
 
 from infoae_pl.reproduce import lagrangian
 
@@ -29,3 +32,14 @@ def test_tiny_profile_end_to_end(tmp_path):
     assert rows[2]["status"] in ("active", "slack", "violated") and float(rows[2]["lambda_elbo"]) >= 0
     assert set(json.loads((tmp_path / "checks.json").read_text())["per_budget"]) == {"epsilon=150"}
     assert checks["profile"]["name"] == "tiny" and (tmp_path / "pareto.png").stat().st_size > 10_000
+
+
+def test_every_run_starts_from_the_profile_seed_whatever_ran_before(tmp_path):
+    """The first run's weights used to come from the unseeded global generator: results changed run to run."""
+    profile = dataclasses.replace(lagrangian.PROFILES["tiny"], steps=2, budgets=())
+    results = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # whatever state the caller left behind
+        lagrangian.reproduce(profile, tmp_path / str(seed))
+        results.append([{k: r[k] for k in ("neg_elbo", "rate")} for r in csv.DictReader((tmp_path / str(seed) / "results.csv").open())])
+    assert results[0] == results[1]

@@ -1,6 +1,6 @@
 """Per-example estimators of log-likelihoods, bounds and mutual information, in nats.
 
-They depend only on the probabilistic interface (``prior``/``encode``/``decode``, see DESIGN.md),
+They depend only on the probabilistic interface (``prior``/``encode``/``decode``, see docs/ARCHITECTURE.md),
 run without gradients, and are chunked so that at most about ``chunk_size`` (z, x) pairs go
 through the decoder at once; sums over samples are streamed in float64. Samples are drawn from
 torch's global generator one sample index at a time, so for a fixed seed the result does not

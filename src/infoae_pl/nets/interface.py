@@ -1,4 +1,4 @@
-"""The probabilistic interface that evaluation code depends on (see DESIGN.md).
+"""The probabilistic interface that evaluation code depends on (see docs/ARCHITECTURE.md).
 
 Every returned distribution has its event dimensions reinterpreted, so ``log_prob`` yields one
 number per example.

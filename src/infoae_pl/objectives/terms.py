@@ -2,7 +2,7 @@
 
 Three groups of names:
 
-* the twelve terms of the KL Information-Autoencoding family (appendix eq. 16, DESIGN.md names):
+* the twelve terms of the KL Information-Autoencoding family (appendix eq. 16, the names of docs/ARCHITECTURE.md):
   ``I_p``, ``I_q`` and ten KL divergences.  A conditional KL takes its expectation under the
   distribution named first (footnote 5), e.g. ``KL(q(x|z)||p(x|z))`` is E_q(z)[KL(q(x|z)||p(x|z))].
   Each expands exactly into the 20 atoms of :mod:`infoae_pl.objectives.basis`.
@@ -95,7 +95,7 @@ def _vocabulary() -> dict[str, Term]:
 
 #: Every accepted term name, in a fixed order (the twelve KL-family terms first).
 TERMS: dict[str, Term] = _vocabulary()
-#: The twelve terms of appendix eq. (16), named as in DESIGN.md.
+#: The twelve terms of appendix eq. (16), named as in docs/ARCHITECTURE.md.
 LAGRANGIAN_TERMS: tuple[str, ...] = tuple(name for name, t in TERMS.items() if t.vector is not None)
 #: Terms without an expansion in the 20 atoms (eq. 17 KLs and non-KL divergences), in a fixed order.
 OPAQUE_TERMS: tuple[str, ...] = tuple(name for name, t in TERMS.items() if t.vector is None)
