@@ -86,4 +86,4 @@ def test_a_wheel_installed_in_a_fresh_venv_reproduces_from_an_empty_folder(tmp_p
     for name in ("fig2.png", "results.csv", "checks.json"):
         assert (work / "reproduce" / "fig2" / name).stat().st_size > 0
     assert (work / "reproduce" / "fig1" / "fig1.png").stat().st_size > 0
-    assert len((work / "reproduce" / "fig2" / "results.csv").read_text().splitlines()) == 5  # header + 4 trials
+    assert len((work / "reproduce" / "fig2" / "results.csv").read_text().splitlines()) == 13  # header + 4 trials × 3 estimators

@@ -8,7 +8,8 @@ inside a training run.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch.distributions import Distribution
@@ -75,6 +76,32 @@ def heartbeat(study: Any, trial: Any) -> Iterator[None]:
         yield
 
 
+def rdb_storage_noting_stale_trials(note: Callable[[Any, int], None], url: str, **options: Any) -> Any:
+    """An ``RDBStorage(url, **options)`` that calls ``note(storage, trial_id)`` on each trial its heartbeat
+    check finds stale, while the trial is still RUNNING: Optuna's stale-trial callback runs only once
+    the trial is FAIL, when its attributes can no longer be written."""
+    storage = _noting_rdb_storage()(url, **options)
+    storage.note_stale_trial = note
+    return storage
+
+
+@functools.cache
+def _noting_rdb_storage() -> type:
+    """The class of :func:`rdb_storage_noting_stale_trials` (one class: Optuna is imported on first use)."""
+    from optuna.storages import RDBStorage
+
+    class NotingRDBStorage(RDBStorage):
+        note_stale_trial: Callable[[Any, int], None]
+
+        def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+            stale = super()._get_stale_trial_ids(study_id)
+            for key in stale:
+                self.note_stale_trial(self, key)
+            return stale
+
+    return NotingRDBStorage
+
+
 # torch -------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def distribution_validation(enabled: bool) -> Iterator[None]:
@@ -94,6 +121,7 @@ __all__ = [
     "heartbeat",
     "logger_writes_this_step",
     "logging_step",
+    "rdb_storage_noting_stale_trials",
     "study_storage",
     "trial_id",
     "uncounted_optimizer_steps",

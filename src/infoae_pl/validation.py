@@ -6,6 +6,11 @@ import math
 from collections.abc import Sequence
 
 
+class OptionError(ValueError):
+    """An option or input file that cannot be used; the message names it and what would be accepted.
+    ``infoae`` prints it as one message and exits with code 2 (see :mod:`infoae_pl.errors`)."""
+
+
 def check_choice(option: str, value: str, allowed: Sequence[str]) -> str:
     """``value`` if it is one of ``allowed``, else a ValueError naming the option and the allowed values."""
     if value not in allowed:

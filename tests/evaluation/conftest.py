@@ -1,13 +1,17 @@
-"""A linear-Gaussian latent-variable model whose log p(x), posterior and I(x; z) are known in closed form."""
+"""Models with known truths for the estimators: a linear-Gaussian model (log p(x), posterior and I(x; z)
+in closed form), a fixed nonlinear decoder with a 2-D latent (log p(x) by quadrature, simulated (x, z)),
+and a small β-VAE trained a few hundred steps on the MNIST sample."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, MultivariateNormal, Normal
 
 
 class LinearGaussian(nn.Module):
@@ -83,3 +87,82 @@ class LinearGaussian(nn.Module):
 def make_linear_gaussian() -> Callable[..., LinearGaussian]:
     """Factory for the closed-form linear-Gaussian model (float64 by default)."""
     return LinearGaussian
+
+
+class NonlinearToy(nn.Module):
+    """z ~ N(0, I_2), x|z ~ Bernoulli(logits = W₂ tanh(W₁z + b₁)): fixed random weights, float64.
+
+    Its 2-D latent makes log p(x) computable by quadrature on a grid (the truth for AIS), and
+    ``simulate`` gives (x, z) ~ p(x, z), so z is an exact posterior sample of its x (for reverse AIS).
+    """
+
+    def __init__(self, data_dim: int = 20, hidden_dim: int = 32, scale: float = 3.0, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.w1 = nn.Parameter(1.5 * torch.randn(2, hidden_dim, generator=generator, dtype=torch.float64))
+        self.b1 = nn.Parameter(torch.randn(hidden_dim, generator=generator, dtype=torch.float64))
+        self.w2 = nn.Parameter(
+            scale / math.sqrt(hidden_dim) * torch.randn(hidden_dim, data_dim, generator=generator, dtype=torch.float64)
+        )
+
+    def prior(self) -> Distribution:
+        zeros = torch.zeros(2, dtype=torch.float64)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def decode(self, z: Tensor) -> Distribution:
+        logits = torch.tanh(z @ self.w1 + self.b1) @ self.w2
+        return Independent(Bernoulli(logits=logits, validate_args=False), 1)
+
+    @torch.no_grad()
+    def simulate(self, count: int, seed: int = 1) -> tuple[Tensor, Tensor]:
+        """``count`` draws (x, z) ~ p(z) p(x|z)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            z = self.prior().sample(torch.Size([count]))
+            return self.decode(z).sample(), z
+
+    @torch.no_grad()
+    def quadrature_log_likelihood(self, x: Tensor, points: int = 401, half_width: float = 7.0) -> Tensor:
+        """log p(x) by a Riemann sum over a ``points``² grid on [−half_width, half_width]²."""
+        axis = torch.linspace(-half_width, half_width, points, dtype=torch.float64)
+        z = torch.cartesian_prod(axis, axis)
+        logits = torch.tanh(z @ self.w1 + self.b1) @ self.w2  # [grid, data]
+        log_px_given_z = x @ logits.T - F.softplus(logits).sum(-1)  # [B, grid]
+        log_cell = 2 * math.log(2 * half_width / (points - 1))
+        return (log_px_given_z + self.prior().log_prob(z) + log_cell).logsumexp(-1)
+
+
+@pytest.fixture
+def nonlinear_toy() -> NonlinearToy:
+    """The fixed 2-D-latent nonlinear model (weights need no gradient)."""
+    return NonlinearToy().requires_grad_(False)
+
+
+@pytest.fixture(scope="session")
+def trained_mnist_model() -> tuple[nn.Module, Tensor]:
+    """A small β-VAE (β = 1, 64 hidden units, 8-D z) trained 300 Adam steps on the statically
+    binarised MNIST sample, and 32 of its held-out test images."""
+    from infoae_pl.data import InfoAEDataModule
+    from infoae_pl.models import BetaELBO
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: a second thread only adds contention on a loaded machine
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        data = InfoAEDataModule(dataset="mnist5k", binarize="static", batch_size=100, seed=0)
+        data.setup("fit")
+        model = BetaELBO(hidden_dim=64, latent_dim=8)
+        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        steps = 0
+        while steps < 300:
+            for x, _ in data.train_dataloader():
+                optimizer.zero_grad()
+                model.loss_terms(x)["loss"].backward()
+                optimizer.step()
+                steps += 1
+                if steps == 300:
+                    break
+        optimizer.zero_grad(set_to_none=True)
+        test_x = next(iter(data.test_dataloader()))[0][:32]
+    torch.set_num_threads(threads)
+    return model.eval().requires_grad_(False), test_x

@@ -121,6 +121,10 @@ def test_bad_arguments_are_rejected() -> None:
         EvaluationCallback(nll_estimator="exact")
     with pytest.raises(ValueError, match="every_n_validations"):
         EvaluationCallback(every_n_validations=0)
+    with pytest.raises(ValueError, match="ais_initial='q' is not supported; choose one of: prior, posterior"):
+        EvaluationCallback(nll_estimator="ais", ais_initial="q")
+    with pytest.raises(ValueError, match="ais_num_chains must be an integer >= 1"):
+        EvaluationCallback(ais_num_chains=0)
 
 
 def test_fit_and_test_log_every_metric_and_a_density_figure(tmp_path, make_linear_gaussian) -> None:
@@ -165,6 +169,29 @@ def test_validate_logs_the_exact_nll_and_skips_unscheduled_validations(
     trainer.fit(LinearGaussianModule(model), datamodule=datamodule)
     rows = _rows(trainer)
     assert len(_values(rows, "val/loss")) == 3 and len(_values(rows, "val/nll")) == 1
+
+
+def test_ais_and_a_refitted_proposal_give_the_exact_nll_under_lightning_inference_mode(
+    tmp_path, make_linear_gaussian
+) -> None:
+    """Lightning validates under ``torch.inference_mode``, where no gradient exists: AIS (HMC needs
+    gradients in z) and the refit (Adam on q's parameters) leave it and still reach the exact NLL of a
+    model whose encoder is off by one posterior-width multiple."""
+    L.seed_everything(0, workers=True)
+    model = make_linear_gaussian(
+        data_dim=2, latent_dim=1, scales=[1.3], noise_std=0.4, posterior_shift=0.5, dtype=torch.float32
+    )
+    x = model.sample_data(48).float()
+    exact_nll = -model.marginal().log_prob(x[:32]).mean().item()
+    datamodule = TinyDataModule(x, data_shape=(2,), data_entropy=None)
+    for name, options in {
+        "ais": dict(nll_estimator="ais", ais_num_steps=200, ais_num_chains=8, ais_leapfrog_steps=2),
+        "refit": dict(importance_samples=8, importance_refit_steps=200),
+    }.items():
+        callback = EvaluationCallback(**options, max_batches=2, figures=False)
+        trainer = _trainer(tmp_path / name, callback)
+        logged = trainer.validate(LinearGaussianModule(model), datamodule=datamodule, verbose=False)[0]
+        assert logged["val/nll"] == pytest.approx(exact_nll, abs=0.03), name
 
 
 def test_image_data_writes_sample_and_reconstruction_grids(tmp_path, make_linear_gaussian) -> None:

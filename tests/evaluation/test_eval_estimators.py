@@ -141,3 +141,24 @@ def test_barber_agakov_bound_is_tight_only_for_the_exact_decoder(make_linear_gau
     loose = barber_agakov_mi(wrong, x, entropy, num_samples=4).mean().item()
     assert loose <= true_mi + 0.06
     assert loose < true_mi - 0.5
+
+
+def test_the_fused_bernoulli_log_density_equals_torchs() -> None:
+    """``log_likelihood`` on Bernoulli logits (binary and grey-level x, broadcast over samples and a shared
+    z axis) agrees with ``Distribution.log_prob``; other distributions go through ``log_prob`` itself."""
+    from torch.distributions import Bernoulli, Independent, Normal
+
+    from infoae_pl.evaluation.estimators import log_likelihood
+
+    torch.manual_seed(0)
+    logits = 4 * torch.randn(5, 3, 20, dtype=torch.float64)
+    for x in (torch.bernoulli(torch.full((3, 20), 0.4, dtype=torch.float64)), torch.rand(3, 20, dtype=torch.float64)):
+        decoded = Independent(Bernoulli(logits=logits, validate_args=False), 1)
+        torch.testing.assert_close(log_likelihood(decoded, x), decoded.log_prob(x), rtol=1e-12, atol=1e-10)
+        shared = Independent(Bernoulli(logits=logits[:, :1], validate_args=False), 1)  # [5, 1, 20] against 3 x
+        torch.testing.assert_close(log_likelihood(shared, x), shared.log_prob(x), rtol=1e-12, atol=1e-10)
+    probs = Independent(Bernoulli(probs=torch.rand(3, 20, dtype=torch.float64)), 1)
+    x = torch.bernoulli(torch.full((3, 20), 0.5, dtype=torch.float64))
+    assert torch.equal(log_likelihood(probs, x), probs.log_prob(x))
+    gaussian = Independent(Normal(torch.zeros(3, 20), torch.ones(3, 20)), 1)
+    assert torch.equal(log_likelihood(gaussian, x.float()), gaussian.log_prob(x.float()))

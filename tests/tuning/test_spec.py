@@ -113,9 +113,11 @@ def test_shipped_studies_parse_and_their_trials_build(name):
     check_run_config(spec)
     assert spec.study_name == name
     if name == "infovae_lambda_beta":
-        assert spec.n_trials == 15 and spec.sampler == "grid"
-        model = spec.trial_config(spec.grid[-1])["model"]["init_args"]
+        assert spec.n_trials == 5 * 3 * 3 and spec.sampler == "grid"  # β × λ × seeds
+        last = spec.trial_config(spec.grid[-1])
+        model = last["model"]["init_args"]
         assert model["preset_params"]["beta"] == 5.0 and model["lagrangian"] == {"MMD(q(z)||p(z))": 5000.0}
+        assert last["seed_everything"] == 2
     if name == "pareto_nll_mi":
         assert spec.directions == ["minimize", "maximize"] and spec.pruner == "none"
 

@@ -18,6 +18,7 @@ from infoae_pl.cli import main
 from infoae_pl.tuning import load_study, open_study, run_sweep
 from infoae_pl.tuning.asktell import counts_toward_budget
 from infoae_pl.tuning.storage import redact
+from infoae_pl.tuning.trial import TrialMetricError, objective_values
 
 
 def states(study: optuna.Study) -> list[str]:
@@ -66,11 +67,11 @@ def test_a_nan_trial_fails_with_its_reason_and_the_study_goes_on(write_study):
     assert len(run_sweep(load_study(path)).trials) == 2
 
 
-def test_a_metric_that_was_never_logged_fails_the_trial_listing_what_was(write_study):
-    study = run_sweep(load_study(write_study(objectives=[{"metric": "val/nlll", "direction": "minimize"}])))
-    assert states(study) == ["FAIL", "FAIL"]
-    assert "objective metric 'val/nlll' was never logged; logged: " in study.trials[0].user_attrs["fail_reason"]
-    assert "val/nll" in study.trials[0].user_attrs["fail_reason"]
+def test_a_metric_missing_at_the_end_of_a_trial_fails_it_listing_what_was_logged(write_study):
+    """The trial's own check, behind the check before the study (tests/tuning/test_preflight.py)."""
+    spec = load_study(write_study(objectives=[{"metric": "val/nlll", "direction": "minimize"}]))
+    with pytest.raises(TrialMetricError, match=r"objective metric 'val/nlll' was never logged; logged: train/loss, val/nll$"):
+        objective_values(spec, {"val/nll": 1.0, "train/loss": 2.0})
 
 
 def test_pruning_reports_each_validation_epoch(write_study):

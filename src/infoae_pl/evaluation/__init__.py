@@ -1,6 +1,19 @@
 """Evaluation: estimators, torchmetrics Metrics, sampling helpers, figures and the Lightning callback."""
 
+from infoae_pl.evaluation.ais import (
+    AISResult,
+    ais_log_likelihood,
+    annealed_importance_sampling,
+    reverse_ais_log_likelihood,
+)
 from infoae_pl.evaluation.callback import NLL_ESTIMATORS, EvaluationCallback
+from infoae_pl.evaluation.classifier import (
+    ClassifierSettings,
+    ImageClassifier,
+    TrainedClassifier,
+    load_or_train_classifier,
+    settings_for,
+)
 from infoae_pl.evaluation.estimators import (
     DEFAULT_CHUNK_SIZE,
     aggregate_posterior_mi,
@@ -18,6 +31,7 @@ from infoae_pl.evaluation.figures import (
     scatter_figure,
 )
 from infoae_pl.evaluation.metrics import (
+    AISNLL,
     AggregatePosteriorMI,
     BarberAgakovMI,
     GeneratedDataMMD,
@@ -29,24 +43,47 @@ from infoae_pl.evaluation.metrics import (
     QuadratureNLL,
     ReconstructionError,
 )
+from infoae_pl.evaluation.quality import (
+    MatchedCodeAccuracy,
+    NearestNeighbourAccuracy,
+    SampleQuality,
+    best_matching,
+    class_coverage,
+    matched_accuracy,
+    nearest_neighbour_accuracy,
+)
+from infoae_pl.evaluation.refit import RefittedPosterior, refit_posterior
 from infoae_pl.evaluation.sampling import decoded_x, generate, has_likelihood, reconstruct
 
 __all__ = [
+    "AISNLL",
     "DEFAULT_CHUNK_SIZE",
     "NLL_ESTIMATORS",
+    "AISResult",
     "AggregatePosteriorMI",
     "BarberAgakovMI",
+    "ClassifierSettings",
     "EvaluationCallback",
     "GeneratedDataMMD",
+    "ImageClassifier",
     "ImportanceSampledNLL",
     "LatentMMD",
+    "MatchedCodeAccuracy",
     "ModeCoverage",
+    "NearestNeighbourAccuracy",
     "NegativeELBO",
     "PriorSampledNLL",
     "QuadratureNLL",
     "ReconstructionError",
+    "RefittedPosterior",
+    "SampleQuality",
+    "TrainedClassifier",
     "aggregate_posterior_mi",
+    "ais_log_likelihood",
+    "annealed_importance_sampling",
     "barber_agakov_mi",
+    "best_matching",
+    "class_coverage",
     "decoded_x",
     "density_figure",
     "elbo",
@@ -55,9 +92,15 @@ __all__ = [
     "image_grid",
     "image_grid_figure",
     "importance_sampled_log_likelihood",
+    "load_or_train_classifier",
+    "matched_accuracy",
+    "nearest_neighbour_accuracy",
     "prior_sampled_log_likelihood",
     "quadrature_log_likelihood",
     "reconstruct",
+    "refit_posterior",
+    "reverse_ais_log_likelihood",
     "save_figure",
     "scatter_figure",
+    "settings_for",
 ]

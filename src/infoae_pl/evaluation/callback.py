@@ -14,6 +14,14 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import Metric
 
+from infoae_pl.evaluation.ais import check_ais_settings
+from infoae_pl.evaluation.classifier import (
+    CLASSIFIER_DATASETS,
+    NUM_CLASSES,
+    TrainedClassifier,
+    load_or_train_classifier,
+    settings_for,
+)
 from infoae_pl.evaluation.estimators import (
     DEFAULT_CHUNK_SIZE,
     prior_sampled_log_likelihood,
@@ -21,6 +29,7 @@ from infoae_pl.evaluation.estimators import (
 )
 from infoae_pl.evaluation.figures import density_figure, image_grid_figure, save_figure, scatter_figure
 from infoae_pl.evaluation.metrics import (
+    AISNLL,
     AggregatePosteriorMI,
     BarberAgakovMI,
     GeneratedDataMMD,
@@ -32,6 +41,12 @@ from infoae_pl.evaluation.metrics import (
     QuadratureNLL,
     ReconstructionError,
 )
+from infoae_pl.evaluation.quality import (
+    MatchedCodeAccuracy,
+    NearestNeighbourAccuracy,
+    SampleQuality,
+    categorical_codes,
+)
 from infoae_pl.evaluation.sampling import (
     can_decode,
     decoded_x,
@@ -41,8 +56,10 @@ from infoae_pl.evaluation.sampling import (
     reconstruct,
     uses_decoder_mean,
 )
+from infoae_pl.validation import check_choice, check_int_at_least
 
-NLL_ESTIMATORS = ("importance", "prior", "quadrature")
+NLL_ESTIMATORS = ("importance", "prior", "quadrature", "ais")
+CLASSIFIER_MODES = ("auto", "none")
 _MAX_KEPT_LOW_DIM = 10_000
 _DENSITY_GRID_POINTS = 400
 _CODE_POINTS_PER_ROW = 256
@@ -51,6 +68,11 @@ _CODE_POINTS_PER_ROW = 256
 def _inputs(batch: Any) -> Tensor:
     """x from a ``(x, y)`` batch (or a bare tensor)."""
     return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def _labels(batch: Any) -> Tensor | None:
+    """y from a ``(x, y)`` batch, None for a bare tensor."""
+    return batch[1] if isinstance(batch, (list, tuple)) and len(batch) > 1 else None
 
 
 class EvaluationCallback(L.Callback):
@@ -62,10 +84,19 @@ class EvaluationCallback(L.Callback):
     ``limit_val_batches``); ``every_n_validations`` thins that further, and ``max_batches`` /
     ``max_examples`` cap the work per evaluation (per process). Values are logged with
     ``pl_module.log`` so checkpoints, early stopping and pruning can monitor them (on skipped
-    validations they keep their previous value). Keys: ``nll`` (by ``nll_estimator``), ``elbo``,
+    validations they keep their previous value). Keys: ``nll`` (by ``nll_estimator``: "importance" with
+    q(z|x) as proposal, re-fitted per image first when ``importance_refit_steps`` > 0; "prior";
+    "quadrature"; "ais", annealed importance sampling with the ``ais_*`` settings), ``elbo``,
     ``mi_ba`` (only when the data entropy is known), ``mi_aggregate``, ``mmd_qz_pz``, ``mmd_x`` (MMD
     between generated and real x), ``reconstruction_error``, and for mixture data whose datamodule has
-    ``mode_centres``/``mode_std``: ``modes_hit``, ``high_quality_fraction``, ``mode_kl``. The module
+    ``mode_centres``/``mode_std``: ``modes_hit``, ``high_quality_fraction``, ``mode_kl``. On labelled
+    images (an ``InfoAEDataModule`` of mnist, mnist5k or fashion_mnist): ``fid``, ``kid``,
+    ``class_coverage`` and ``class_kl`` of generated images in the feature space of the package's
+    classifier (``classifier="auto"`` loads it from ``classifier_dir`` or trains and caches it on first
+    use, with ``classifier_settings``; ``"none"``, the default, skips them; see
+    :mod:`infoae_pl.evaluation.quality`), ``code_accuracy_real`` (InfoGAN's categorical code) and
+    ``feature_accuracy``/``pixel_accuracy`` (1-NN on the posterior mean and on pixels), fitted on the first
+    ``fit_examples`` training images (0: skipped). The module
     provides ``prior`` and optionally ``encode``/``decode``/``sample_x``/``latent_grid``; what needs a
     missing method is skipped, and so are ``nll``/``elbo``/``mi_ba`` when ``has_likelihood`` is False
     (an implicit decoder). Figures (image sample, reconstruction and code grids; 1-D densities; 2-D
@@ -77,9 +108,15 @@ class EvaluationCallback(L.Callback):
         self,
         nll_estimator: str = "importance",
         importance_samples: int = 5000,
+        importance_refit_steps: int = 0,
         prior_samples: int = 25_000,
         quadrature_grid_size: int = 10_001,
         quadrature_z_range: tuple[float, float] = (-10.0, 10.0),
+        ais_num_steps: int = 1000,
+        ais_num_chains: int = 8,
+        ais_leapfrog_steps: int = 2,
+        ais_initial: str = "prior",
+        ais_target_acceptance: float = 0.65,
         elbo_samples: int = 1,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_batches: int | None = None,
@@ -92,10 +129,30 @@ class EvaluationCallback(L.Callback):
         mode_quality_stds: float = 3.0,
         figures: bool = True,
         num_figure_samples: int = 64,
+        classifier: str = "none",
+        classifier_dir: str | None = None,
+        classifier_settings: dict[str, Any] | None = None,
+        quality_max_examples: int = 2000,
+        fit_examples: int = 4000,
     ) -> None:
         super().__init__()
         if nll_estimator not in NLL_ESTIMATORS:
             raise ValueError(f"nll_estimator must be one of {NLL_ESTIMATORS}, got {nll_estimator!r}")
+        check_choice("classifier", classifier, CLASSIFIER_MODES)
+        check_int_at_least("quality_max_examples", quality_max_examples, 2)
+        check_int_at_least("fit_examples", fit_examples, 0)
+        settings_for(None, **(classifier_settings or {}))  # a bad field fails now, before any training
+        #: Overrides of the data set's classifier settings (see ``classifier.settings_for``).
+        self.classifier_settings = dict(classifier_settings or {})
+        self.classifier, self.classifier_dir = classifier, classifier_dir
+        self.quality_max_examples, self.fit_examples = quality_max_examples, fit_examples
+        self._trained_classifier: TrainedClassifier | None = None
+        self._fit_data: tuple[str, Tensor, Tensor] | None = None
+        check_int_at_least("importance_refit_steps", importance_refit_steps, 0)
+        self.ais_settings = dict(num_steps=ais_num_steps, num_chains=ais_num_chains,
+                                 leapfrog_steps=ais_leapfrog_steps, initial=ais_initial,
+                                 target_acceptance=ais_target_acceptance)
+        check_ais_settings(**self.ais_settings, prefix="ais_")
         if every_n_validations < 1:
             raise ValueError(f"every_n_validations must be >= 1, got {every_n_validations}")
         for name, cap in (("max_batches", max_batches), ("max_examples", max_examples)):
@@ -103,6 +160,7 @@ class EvaluationCallback(L.Callback):
                 raise ValueError(f"{name} must be >= 1 or None, got {cap}")
         self.nll_estimator = nll_estimator
         self.importance_samples = importance_samples
+        self.importance_refit_steps = importance_refit_steps
         self.prior_samples = prior_samples
         self.quadrature_grid_size = quadrature_grid_size
         self.quadrature_z_range = tuple(quadrature_z_range)
@@ -146,7 +204,7 @@ class EvaluationCallback(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if self._active and dataloader_idx == 0:
-            self._update(pl_module, _inputs(batch))
+            self._update(pl_module, _inputs(batch), _labels(batch))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active:
@@ -165,7 +223,7 @@ class EvaluationCallback(L.Callback):
         dataloader_idx: int = 0,
     ) -> None:
         if self._active and dataloader_idx == 0:
-            self._update(pl_module, _inputs(batch))
+            self._update(pl_module, _inputs(batch), _labels(batch))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active:
@@ -183,7 +241,12 @@ class EvaluationCallback(L.Callback):
         amortised = explicit and has_method(model, "encode")
         metrics: dict[str, tuple[Metric, float]] = {}
         if self.nll_estimator == "importance" and amortised:
-            metrics["nll"] = (ImportanceSampledNLL(self.importance_samples, self.chunk_size), 1.0)
+            metrics["nll"] = (
+                ImportanceSampledNLL(self.importance_samples, self.chunk_size, self.importance_refit_steps),
+                1.0,
+            )
+        elif self.nll_estimator == "ais" and (amortised or (explicit and self.ais_settings["initial"] == "prior")):
+            metrics["nll"] = (AISNLL(**self.ais_settings, chunk_size=self.chunk_size), 1.0)
         elif self.nll_estimator == "prior" and explicit:
             metrics["nll"] = (PriorSampledNLL(self.prior_samples, self.chunk_size), 1.0)
         elif self.nll_estimator == "quadrature" and explicit:
@@ -212,7 +275,41 @@ class EvaluationCallback(L.Callback):
             if centres is not None and std is not None:
                 coverage = ModeCoverage(centres, std, self.mode_samples, self.mode_quality_stds)
                 metrics["mode_coverage"] = (coverage, 1.0)  # logs modes_hit, high_quality_fraction, mode_kl
+        metrics.update(self._labelled_image_metrics(trainer, model))
         return metrics
+
+    def _labelled_image_metrics(self, trainer: L.Trainer, model: Any) -> dict[str, tuple[Metric, float]]:
+        """Sample quality, InfoGAN's code accuracy and 1-NN feature accuracy on labelled image data."""
+        datamodule = getattr(trainer, "datamodule", None)
+        if getattr(datamodule, "dataset", None) not in CLASSIFIER_DATASETS:
+            return {}
+        metrics: dict[str, tuple[Metric, float]] = {}
+        if self.classifier == "auto" and has_method(model, "prior") and has_method(model, "sample_x"):
+            if self._trained_classifier is None or self._trained_classifier.dataset != datamodule.dataset:
+                self._trained_classifier = load_or_train_classifier(
+                    datamodule.dataset, settings_for(datamodule.dataset, **self.classifier_settings),
+                    self.classifier_dir, datamodule.data_dir)
+            quality = SampleQuality(self._trained_classifier.model, self.quality_max_examples)
+            metrics["sample_quality"] = (quality, 1.0)  # logs fid, kid, class_coverage, class_kl
+        if has_method(model, "encode") and self.fit_examples > 0:
+            if self._fit_data is None or self._fit_data[0] != datamodule.dataset:
+                self._fit_data = (datamodule.dataset, *self._training_examples(datamodule))
+            fit_x, fit_y = self._fit_data[1:]
+            if categorical_codes(model) >= 2:  # logs code_accuracy_real
+                metrics["code_accuracy_real"] = (MatchedCodeAccuracy(fit_x, fit_y, NUM_CLASSES), 1.0)
+            metrics["nearest_neighbour"] = (NearestNeighbourAccuracy(fit_x, fit_y), 1.0)  # feature/pixel_accuracy
+        return metrics
+
+    def _training_examples(self, datamodule: Any) -> tuple[Tensor, Tensor]:
+        """The first ``fit_examples`` (x, y) of the training loader, as the model sees them in training."""
+        xs, ys, count = [], [], 0
+        for batch in datamodule.train_dataloader():
+            xs.append(_inputs(batch)[: self.fit_examples - count])
+            ys.append(_labels(batch)[: self.fit_examples - count])
+            count += len(xs[-1])
+            if count >= self.fit_examples:
+                break
+        return torch.cat(xs), torch.cat(ys)
 
     def _start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         built = self._build_metrics(trainer, pl_module)
@@ -235,7 +332,7 @@ class EvaluationCallback(L.Callback):
         self._kept, self._num_batches, self._num_examples = [], 0, 0
         self._active = True
 
-    def _update(self, model: Any, x: Tensor) -> None:
+    def _update(self, model: Any, x: Tensor, y: Tensor | None = None) -> None:
         if self.max_batches is not None and self._num_batches >= self.max_batches:
             return
         if self.max_examples is not None:
@@ -245,7 +342,11 @@ class EvaluationCallback(L.Callback):
         self._num_batches += 1
         self._num_examples += x.shape[0]
         for metric in self._metrics.values():
-            metric.update(model, x)
+            if getattr(metric, "needs_labels", False):
+                if y is not None:
+                    metric.update(model, x, y[: x.shape[0]])
+            else:
+                metric.update(model, x)
         if self.figures:
             limit = _MAX_KEPT_LOW_DIM if x[0].numel() <= 2 else self.num_figure_samples
             room = limit - sum(len(kept) for kept in self._kept)

@@ -15,6 +15,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from infoae_pl.divergences.mmd import Kernel, gaussian_kernel, mmd
+from infoae_pl.evaluation.ais import ais_log_likelihood, check_ais_settings
 from infoae_pl.evaluation.estimators import (
     DEFAULT_CHUNK_SIZE,
     aggregate_posterior_mi,
@@ -24,7 +25,9 @@ from infoae_pl.evaluation.estimators import (
     prior_sampled_log_likelihood,
     quadrature_log_likelihood,
 )
+from infoae_pl.evaluation.refit import refit_posterior
 from infoae_pl.evaluation.sampling import generate, reconstruct
+from infoae_pl.validation import check_finite_number, check_int_at_least
 
 
 class _ExampleMean(Metric):
@@ -53,16 +56,57 @@ class _ExampleMean(Metric):
 
 
 class ImportanceSampledNLL(_ExampleMean):
-    """−log p(x) by importance sampling with q(z|x) as proposal (K = 5,000 as in IWAE's evaluation)."""
+    """−log p(x) by importance sampling with q(z|x) as proposal (K = 5,000 as in IWAE's evaluation);
+    with ``refit_steps`` > 0 the proposal is q(z|x) re-fitted per image on its ELBO first."""
 
     higher_is_better = False
 
-    def __init__(self, num_samples: int = 5000, chunk_size: int = DEFAULT_CHUNK_SIZE, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_samples: int = 5000,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        refit_steps: int = 0,
+        refit_lr: float = 0.01,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        check_int_at_least("refit_steps", refit_steps, 0)
+        check_finite_number("refit_lr", refit_lr, minimum=0.0)
         self.num_samples, self.chunk_size = num_samples, chunk_size
+        self.refit_steps, self.refit_lr = refit_steps, refit_lr
 
     def _per_example(self, model: Any, x: Tensor) -> Tensor:
+        if self.refit_steps:  # the proposal is q(z|x) re-fitted on this batch (evaluation.refit)
+            model = refit_posterior(model, x, self.refit_steps, self.refit_lr)
         return -importance_sampled_log_likelihood(model, x, self.num_samples, self.chunk_size)
+
+
+class AISNLL(_ExampleMean):
+    """−log p(x) by annealed importance sampling (``evaluation.ais``): ``num_steps`` intermediate
+    distributions from ``initial`` ("prior" or "posterior" = q(z|x)) to p(x, z), ``num_chains`` chains
+    per x, HMC with ``leapfrog_steps`` leapfrog steps and step sizes adapted toward ``target_acceptance``.
+    An upper bound on the NLL in expectation that, unlike importance sampling with q(z|x), does not
+    depend on how good the amortised posterior is once the chains have enough steps."""
+
+    higher_is_better = False
+
+    def __init__(
+        self,
+        num_steps: int = 1000,
+        num_chains: int = 8,
+        leapfrog_steps: int = 2,
+        initial: str = "prior",
+        target_acceptance: float = 0.65,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.settings = dict(num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
+                             initial=initial, target_acceptance=target_acceptance, chunk_size=chunk_size)
+        check_ais_settings(**self.settings)
+
+    def _per_example(self, model: Any, x: Tensor) -> Tensor:
+        return -ais_log_likelihood(model, x, **self.settings)
 
 
 class PriorSampledNLL(_ExampleMean):

@@ -178,6 +178,13 @@ class StackedModules(L.LightningModule):
                 f"copies {adversarial} train critics by alternation (manual optimisation), which stacked copies"
                 " do not support; estimate their divergences by MMD or train them as separate runs"
             )
+        cumulative = [f"{n}: {path}" for n, m in zip(names, modules) for path, sub in m.named_modules()
+                      if getattr(sub, "track_running_stats", False) and getattr(sub, "momentum", 0.0) is None]
+        if cumulative:
+            raise ValueError(
+                f"batch norm with momentum=None (a cumulative average, whose step count vmap cannot read) in {cumulative};"
+                " give it a momentum (running statistics are then kept per copy) or train the copies as separate runs"
+            )
         learned = [n for n, m in zip(names, modules) if getattr(m, "multipliers", None) is not None]
         if learned:
             raise ValueError(f"copies {learned} have learned multipliers, which stacked copies do not support")
@@ -219,7 +226,7 @@ class StackedModules(L.LightningModule):
     def loss_terms(self, x: Tensor, step: int | None = None) -> dict[str, Tensor]:
         """Every copy's loss terms, each of shape ``[K]``; ``x`` is ``[B, D]`` (shared) or ``[K, B, D]``."""
         coefficients = self.coefficients(self.global_step if step is None else step)
-        template = self._templates[0]
+        template = self._templates[0].train(self.training)  # a list: .train()/.eval() miss it, batch norm reads it
         x_dim = 0 if x.dim() == 3 else None
 
         def one_copy(p: dict, b: dict, xs: Tensor, c: dict) -> dict[str, Tensor]:

@@ -1,5 +1,6 @@
 """Encoders, decoders and the probabilistic interface (``prior``/``encode``/``decode``)."""
 
+from infoae_pl.nets.conv import IMAGE_DIM, IMAGE_SHAPE, ConvCritic, ConvDecoder, ConvEncoder, ConvJointCritic
 from infoae_pl.nets.critic import MLPCritic
 from infoae_pl.nets.heads import (
     LIKELIHOODS,
@@ -14,10 +15,16 @@ from infoae_pl.nets.mlp import ACTIVATIONS, INITS, mlp
 
 __all__ = [
     "ACTIVATIONS",
+    "IMAGE_DIM",
+    "IMAGE_SHAPE",
     "INITS",
     "LIKELIHOODS",
     "STD_TRANSFORMS",
     "BernoulliMLP",
+    "ConvCritic",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvJointCritic",
     "GaussianMLP",
     "ImplicitGenerator",
     "LatentVariableModel",

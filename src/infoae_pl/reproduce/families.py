@@ -5,7 +5,8 @@ the package's ``configs/<family>_<dataset>.yaml`` (``--configs`` for another fol
 evaluation's metrics (MMD of generated to real x, ring mode coverage, reconstruction error, InfoGAN's
 code accuracy) go to ``results.csv`` and, as mean, sd and range over seeds, to ``summary.md``;
 ``ring8_samples.png`` and ``mnist5k_samples.png`` show samples. Each finished run's row and samples are
-written at once, and a re-run skips the runs already done.
+written at once, and a re-run skips the runs already done. SIGTERM (a pre-empted cluster job) stops the
+running run with a checkpoint, as ``infoae fit`` does; the same command then resumes it from there.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ several seeds are trained together as one vectorised model (:class:`StackedModul
 the bound as the bounded runs' loss sees it), its unclipped held-out value, the Barber–Agakov bound
 H(x) + E_q[log p(x|z)], the NLL by prior sampling (the paper's estimator) and by quadrature over z
 (the accurate one). Claims (1)–(4) of section 4.1 are then checked from these curves.
+
+SIGTERM (a pre-empted cluster job) stops it within seconds, even mid-evaluation: the curves so far go
+to ``curves.csv`` and the training state (models, optimiser, curves) to ``preempted.ckpt``, from which
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -24,14 +28,18 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch import Tensor
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import prior_sampled_log_likelihood, quadrature_log_likelihood
 from infoae_pl.models.stacked import StackedModules
+from infoae_pl.preemption import Preempted, SaveOnSigterm, check
 from infoae_pl.reproduce.options import DistinctSeeds, positive_int, with_overrides
 
 RUNS: tuple[tuple[float, float | None], ...] = ((0.1, None), (0.2, None), (0.1, 3.0), (0.2, 3.0), (1.0, None))
+#: What a pre-empted reproduction leaves in its output folder: the training state, and the profile it is of.
+PREEMPTED, PREEMPTED_PROFILE = "preempted.ckpt", "preempted.json"
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,19 @@ class Fig1Recorder(L.Callback):
         self._recent: list[Tensor] = []
         self._eval_steps = set(profile.eval_steps())
 
+    def state_dict(self) -> dict[str, Any]:
+        """The curves so far and the recent training terms, saved in a pre-empted run's checkpoint."""
+        return {"rows": self.rows, "convergence": self.convergence, "recent": [t.cpu() for t in self._recent]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows, self.convergence, self._recent = state_dict["rows"], state_dict["convergence"], state_dict["recent"]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
+        step = trainer.global_step  # resumed from a pre-emption in the middle of this step's evaluation
+        if step in self._eval_steps and not any(r["step"] == step for r in self.rows):
+            self._recent = [t.to(pl_module.device) for t in self._recent]
+            self.rows.extend(self.evaluate(pl_module, step))
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: StackedModules, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._recent.append(pl_module.last_terms["recon_nll"])
         self._recent = self._recent[-self.profile.smooth_steps :]
@@ -139,6 +160,7 @@ class Fig1Recorder(L.Callback):
         x = self.held_out.to(pl_module.device)
         rows = []
         for i, (model, run) in enumerate(zip(pl_module.unstack(), self.runs)):
+            check(pl_module.trainer)  # SIGTERM: stop within one copy's evaluation, not all of them
             model.eval()
             x_eval = x[: p.nll_examples]
             log_px_z = model.decode(model.encode(x_eval).sample()).log_prob(x_eval).mean().item()
@@ -190,8 +212,9 @@ def build_model(profile: Profile) -> tuple[StackedModules, list[dict[str, Any]]]
     return model, runs
 
 
-def train(profile: Profile, progress: bool = True) -> tuple[Fig1Recorder, float, float]:
-    """Train the figure's copies; returns the recorder (curves), the data entropy and the wall time in seconds."""
+def train(profile: Profile, progress: bool = True, out: Path | None = None) -> tuple[Fig1Recorder, float, float]:
+    """Train the figure's copies; returns the recorder (curves), the data entropy and the wall time in seconds.
+    With ``out``: SIGTERM saves the curves so far and the training state there, and a later call resumes from it."""
     L.seed_everything(0, workers=True, verbose=False)
     data = InfoAEDataModule(
         dataset="mog1d", batch_size=profile.batch_size, steps_per_epoch=profile.steps,
@@ -201,13 +224,42 @@ def train(profile: Profile, progress: bool = True) -> tuple[Fig1Recorder, float,
     held_out = torch.cat([batch[0] for batch in data.val_dataloader()])
     model, runs = build_model(profile)
     recorder = Fig1Recorder(profile, held_out, data.data_entropy, runs, data.mixture.log_prob(held_out))
+    save = SaveOnSigterm(None if out is None else out / PREEMPTED)
     trainer = L.Trainer(
         max_steps=profile.steps, max_epochs=1, accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0, callbacks=[recorder],
+        enable_progress_bar=progress, enable_model_summary=False, limit_val_batches=0,
+        callbacks=[recorder, *([save] if out is not None else [])],
     )
+    resume = None if out is None else preempted_state(profile, out)
+    if resume is not None:
+        print(f"resuming from {resume} (a pre-empted run of this profile)", flush=True)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    try:
+        trainer.fit(model, datamodule=data, ckpt_path=resume)
+    except SIGTERMException as stop:
+        if out is None:
+            raise
+        if recorder.rows:
+            write_curves(recorder.rows, out / "curves.csv")
+        if save.saved:
+            (out / PREEMPTED_PROFILE).write_text(json.dumps(asdict(profile)))
+        done = f" at step {save.saved[1]}; state saved in {save.saved[0]}" if save.saved else ""
+        raise Preempted(f"pre-empted (SIGTERM){done}; curves so far in {out / 'curves.csv'}") from stop
     return recorder, float(data.data_entropy), time.perf_counter() - start
+
+
+def preempted_state(profile: Profile, out: Path) -> Path | None:
+    """The state a pre-empted run of ``profile`` left in ``out``; a ValueError if ``out`` holds one of
+    another profile (resuming it with other settings would mix two runs' curves)."""
+    state, saved = out / PREEMPTED, out / PREEMPTED_PROFILE
+    if not (state.is_file() and saved.is_file()):
+        return None
+    theirs, ours = json.loads(saved.read_text()), json.loads(json.dumps(asdict(profile)))
+    if theirs != ours:
+        changed = ", ".join(f"{k} {theirs.get(k)} (now {v})" for k, v in ours.items() if theirs.get(k) != v)
+        raise ValueError(f"{out} holds a pre-empted run with other settings ({changed}): re-run with those to "
+                         f"resume it, or choose another --out")
+    return state
 
 
 # Claims ---------------------------------------------------------------------------------------
@@ -343,7 +395,7 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 def reproduce(profile: Profile, out: Path, progress: bool = True) -> dict[str, Any]:
     """Train, then write ``fig1.png``, ``curves.csv`` and ``checks.json`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    recorder, entropy, seconds = train(profile, progress=progress)
+    recorder, entropy, seconds = train(profile, progress=progress, out=out)
     rows = recorder.rows
     write_curves(rows, out / "curves.csv")
     worst = max(recorder.convergence, key=lambda c: abs(c["finer_nll"] - c["nll"]))
@@ -362,6 +414,8 @@ def reproduce(profile: Profile, out: Path, progress: bool = True) -> dict[str, A
     checks["all_hold_quadrature"] = all(c["holds"] for c in checks["claims_on_quadrature_nll"].values())
     (out / "checks.json").write_text(json.dumps(checks, indent=2))
     plot(rows, out / "fig1.png", f"Figure 1 ({profile.name} profile, {len(profile.seeds)} seed{'s' * (len(profile.seeds) != 1)}, band = min–max)")
+    for name in (PREEMPTED, PREEMPTED_PROFILE):  # the complete outputs supersede a pre-empted run's state
+        (out / name).unlink(missing_ok=True)
     return checks
 
 
@@ -374,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     profile = with_overrides(PROFILES[args.profile], seeds=args.seeds, steps=args.steps)
+    try:
+        preempted_state(profile, Path(args.out))
+    except ValueError as error:
+        parser.error(str(error))
     print(f"Figure 1, profile {profile.name!r}: {len(RUNS)} runs x {len(profile.seeds)} seeds, "
           f"{profile.steps} steps, trained together")
     checks = reproduce(profile, Path(args.out), progress=not args.no_progress)

@@ -7,6 +7,9 @@ and the rate E_q[KL(q(z|x)‖p(z))], which bounds I_q from above and equals it w
 MMD term enforces (the aggregate-posterior estimate saturates at log N, far below these values).
 Writes ``pareto.png``, ``results.csv`` and ``checks.json``: which budgets end active, and whether each
 learned point lies on the front of the fixed grid (no fixed run has both a lower −ELBO and a higher rate).
+
+SIGTERM (a pre-empted cluster job) stops it within seconds: the finished runs' rows and the running
+run's checkpoint go to ``preempted.json`` and ``preempted.ckpt``, from which the same command resumes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from matplotlib.figure import Figure
 from torch.distributions import kl_divergence
 
@@ -28,6 +32,7 @@ from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import elbo
 from infoae_pl.evaluation.figures import save_figure
 from infoae_pl.models import LagrangianModule
+from infoae_pl.preemption import Preempted, SaveOnSigterm
 from infoae_pl.reproduce.options import positive_int, with_overrides
 
 
@@ -81,14 +86,38 @@ def measure(model: LagrangianModule, x: torch.Tensor) -> dict[str, float]:
     return {"neg_elbo": float(neg_elbo), "rate": float(rate)}
 
 
-def train(model: LagrangianModule, profile: Profile, data_dir: str | None) -> float:
+#: What a pre-empted reproduction leaves in its output folder: the running run's state, and the
+#: profile with the finished runs' rows.
+PREEMPTED, PREEMPTED_ROWS = "preempted.ckpt", "preempted.json"
+
+
+def train(model: LagrangianModule, profile: Profile, data_dir: str | None, save: SaveOnSigterm | None = None,
+          resume: Path | None = None) -> float:
+    """Train one run; ``save`` checkpoints it on SIGTERM, ``resume`` continues a pre-empted one."""
     L.seed_everything(profile.seed, verbose=False)
     datamodule = InfoAEDataModule(dataset=profile.dataset, data_dir=data_dir, binarize="dynamic", batch_size=100)
     trainer = L.Trainer(max_steps=profile.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, devices=1)
+                        enable_model_summary=False, limit_val_batches=0, devices=1, callbacks=[save] if save else None)
     start = time.perf_counter()
-    trainer.fit(model, datamodule)
+    trainer.fit(model, datamodule, ckpt_path=resume)
     return time.perf_counter() - start
+
+
+def preempted_rows(profile: Profile, out: Path) -> tuple[list[dict[str, Any]], Path | None]:
+    """The finished rows and the running run's checkpoint a pre-empted run of ``profile`` left in ``out``;
+    a ValueError if ``out`` holds one of another profile."""
+    saved = out / PREEMPTED_ROWS
+    if not saved.is_file():
+        return [], None
+    note = json.loads(saved.read_text())
+    ours = json.loads(json.dumps(asdict(profile)))
+    if note["profile"] != ours:
+        changed = ", ".join(f"{k} {note['profile'].get(k)} (now {v})" for k, v in ours.items()
+                            if note["profile"].get(k) != v)
+        raise ValueError(f"{out} holds a pre-empted run with other settings ({changed}): re-run with those to "
+                         "resume it, or choose another --out")
+    checkpoint = out / PREEMPTED
+    return note["rows"], checkpoint if checkpoint.is_file() else None
 
 
 def held_out(profile: Profile, data_dir: str | None) -> torch.Tensor:
@@ -136,11 +165,22 @@ def reproduce(profile: Profile, out: Path, data_dir: str | None = None) -> dict[
     out.mkdir(parents=True, exist_ok=True)
     x = held_out(profile, data_dir)
     runs = [("fixed", lam, None) for lam in profile.fixed_lambdas] + [("learned", None, eps) for eps in profile.budgets]
-    rows = []
-    for kind, lam, eps in runs:
+    rows, resume = preempted_rows(profile, out)
+    if rows or resume:
+        print(f"  resuming a pre-empted run: {len(rows)} of {len(runs)} runs done", flush=True)
+    for kind, lam, eps in runs[len(rows):]:
         torch.manual_seed(profile.seed)  # every run starts from the same weights (the first used to be unseeded)
         model = build(profile, lam, eps)
-        seconds = train(model, profile, data_dir)
+        save = SaveOnSigterm(out / PREEMPTED)
+        try:
+            seconds = train(model, profile, data_dir, save, resume)
+        except SIGTERMException as stop:
+            (out / PREEMPTED_ROWS).write_text(json.dumps({"profile": asdict(profile), "rows": rows}))
+            at = f" at step {save.saved[1]} of run {len(rows) + 1}" if save.saved else ""
+            raise Preempted(f"pre-empted (SIGTERM){at}; {len(rows)} finished runs and the running one's state "
+                            f"kept in {out}") from stop
+        resume = None
+        (out / PREEMPTED).unlink(missing_ok=True)  # used: a later pre-emption must not resume another run from it
         row = {"kind": kind, "epsilon": eps, "lambda_elbo": lam, "seconds": round(seconds, 1), **measure(model, x)}
         if kind == "learned":
             (table,) = model.multipliers.table()
@@ -159,6 +199,8 @@ def reproduce(profile: Profile, out: Path, data_dir: str | None = None) -> dict[
               "wall_seconds": round(sum(r["seconds"] for r in rows), 1)}
     (out / "checks.json").write_text(json.dumps(checks, indent=2))
     plot(rows, out / "pareto.png", f"learned vs fixed λ ({profile.name} profile, {profile.dataset}, seed {profile.seed})")
+    for name in (PREEMPTED, PREEMPTED_ROWS):  # the complete outputs supersede a pre-empted run's state
+        (out / name).unlink(missing_ok=True)
     return checks
 
 
@@ -170,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reproduce/lagrangian", help="output folder (default: reproduce/lagrangian)")
     args = parser.parse_args(argv)
     profile = with_overrides(PROFILES[args.profile], steps=args.steps)
+    try:
+        preempted_rows(profile, Path(args.out))
+    except ValueError as error:
+        parser.error(str(error))
     print(f"learned vs fixed λ, profile {profile.name!r} on {profile.dataset}: {len(profile.fixed_lambdas)} fixed "
           f"and {len(profile.budgets)} learned runs of {profile.steps} steps", flush=True)
     checks = reproduce(profile, Path(args.out), args.data_dir)

@@ -2,9 +2,10 @@
 parameters, keeping it alive, and recording its outcome.
 
 The budget counts trials that are COMPLETE, PRUNED, RUNNING or WAITING, and FAILED trials that
-failed on their own (a NaN loss, an exception); trials lost with a dead worker are retried instead
-and do not count, and neither do surplus trials (asked for when other workers had already used the
-budget). Training is not done here: :mod:`infoae_pl.tuning.trial` trains one trial and
+failed on their own (a NaN loss, an exception); trials lost with a dead worker or interrupted
+(Ctrl-C) run again as a new trial with the same parameters and do not count, and neither do surplus
+trials (asked for when other workers had already used the budget) nor failed trials run again on
+request (``--retry-failed``: :func:`retry_failed`). Training is not done here: :mod:`infoae_pl.tuning.trial` trains one trial and
 :mod:`infoae_pl.tuning.batched` several as one stacked model; both only report their outcome.
 """
 
@@ -20,7 +21,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from infoae_pl._compat import heartbeat
+from infoae_pl._compat import heartbeat, study_storage, trial_id
+from infoae_pl.preemption import REASON, Preempted, resume_attrs
+from infoae_pl.tuning.interrupts import interrupt_taken
 from infoae_pl.tuning.spec import StudySpec
 from infoae_pl.tuning.storage import recover_dead_local_trials, this_worker, uses_heartbeats
 
@@ -32,12 +35,24 @@ class SurplusTrialError(RuntimeError):
     """Another worker took the last trial of the budget at the same moment; this one does not run."""
 
 
-def counts_toward_budget(trial: FrozenTrial) -> bool:
-    """Whether ``trial`` uses one of the study's ``n_trials`` (lost and surplus trials do not)."""
-    if trial.state != TrialState.FAIL:
-        return True
+def counts_toward_budget(trial: FrozenTrial, replaced: frozenset[int] = frozenset()) -> bool:
+    """Whether ``trial`` uses one of the study's ``n_trials``: lost, interrupted and surplus trials do
+    not, nor failed trials whose number is in ``replaced`` (:func:`replaced_trials`: run again)."""
     attrs = trial.user_attrs
-    return bool(attrs.get("fail_reason")) and not attrs.get("retried") and not attrs.get("surplus")
+    if attrs.get("retried") or attrs.get("surplus") or trial.number in replaced:
+        return False
+    return trial.state != TrialState.FAIL or bool(attrs.get("fail_reason"))
+
+
+def replaced_trials(trials: list[FrozenTrial]) -> frozenset[int]:
+    """The numbers of the trials that another trial runs again (its ``retry_of``)."""
+    return frozenset(t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs)
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials of ``trials`` (all of a study's) that use its budget."""
+    replaced = replaced_trials(trials)
+    return [t for t in trials if counts_toward_budget(t, replaced)]
 
 
 def budget_left(spec: StudySpec, study: optuna.Study) -> bool:
@@ -54,7 +69,7 @@ def budget_left(spec: StudySpec, study: optuna.Study) -> bool:
         trials = study.get_trials(deepcopy=False)
         if any(t.state == TrialState.WAITING for t in trials):
             return True
-        if sum(counts_toward_budget(t) for t in trials) < spec.n_trials:
+        if len(counted(trials)) < spec.n_trials:
             return True
         if not (uses_heartbeats(spec) and any(t.state == TrialState.RUNNING for t in trials)):
             return False
@@ -65,7 +80,7 @@ def trials_to_run(spec: StudySpec, study: optuna.Study) -> int:
     """How many trials the budget still needs: the waiting ones (enqueued or retried) and the rest."""
     known = study.get_trials(deepcopy=False)
     waiting = sum(t.state == TrialState.WAITING for t in known)  # counted toward the budget, not yet run
-    return waiting + spec.n_trials - sum(counts_toward_budget(t) for t in known)
+    return waiting + spec.n_trials - len(counted(known))
 
 
 def suggest(trial: optuna.Trial, name: str, distribution: optuna.distributions.BaseDistribution) -> Any:
@@ -86,10 +101,11 @@ def claim(spec: StudySpec, study: optuna.Study, trial: optuna.Trial) -> bool:
     """Record this worker on ``trial``; False (and the trial marked surplus) when its earlier trials
     already fill the budget. Trial numbers are handed out atomically, so two workers asking at once,
     or a retry racing a fresh trial, cannot both run the last trial of the budget."""
-    for key, value in this_worker().items():
+    for key, value in {**this_worker(), "fingerprint": spec.fingerprint}.items():
         trial.set_user_attr(key, value)
-    earlier = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-    if sum(counts_toward_budget(t) for t in earlier) < spec.n_trials:
+    known = study.get_trials(deepcopy=False)
+    replaced = replaced_trials(known)
+    if sum(counts_toward_budget(t, replaced) for t in known if t.number < trial.number) < spec.n_trials:
         return True
     trial.set_user_attr("surplus", True)
     trial.set_user_attr("fail_reason", "surplus: the budget was used up by other workers")
@@ -117,6 +133,13 @@ def make_objective(spec: StudySpec, study: optuna.Study, train: TrainOne):
         try:
             values = train(spec, trial, params, trial_dir)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:  # Ctrl-C: the trial runs again, from the start, when the sweep resumes
+            interrupt_taken()
+            run_again(study, trial, "interrupted (Ctrl-C)")
+            raise
+        except Preempted as stop:  # SIGTERM: the trial runs again from its checkpoint, in its W&B run
+            run_again(study, trial, REASON, fail=True, resume=resume_attrs(stop, spec.output_dir))
             raise
         except Exception as error:
             trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:2000])
@@ -164,15 +187,69 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: str, values: list[fl
         study.tell(trial, state=TrialState.FAIL)
 
 
+def run_again(study: optuna.Study, trial: optuna.Trial | FrozenTrial, reason: str, fail: bool = False,
+              resume: dict[str, str] | None = None) -> None:
+    """Mark the RUNNING ``trial`` as one that runs again (``fail_reason`` ``reason``, ``retried``) and
+    enqueue a new trial with its parameters; with ``fail``, also fail it (else its caller does).
+    ``resume``: the new trial's attributes that resume a pre-empted one (:func:`~infoae_pl.preemption.resume_attrs`)."""
+    storage, key = study_storage(study), trial_id(trial)
+    storage.set_trial_user_attr(key, "fail_reason", reason)
+    storage.set_trial_user_attr(key, "retried", True)
+    if fail:
+        storage.set_trial_state_values(key, TrialState.FAIL)
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, **(resume or {})},
+                        skip_if_exists=False)
+
+
+def run_again_my_running_trials(study: optuna.Study, reason: str) -> list[int]:
+    """Fail and run again (:func:`run_again`) the trials this process was running; returns their numbers."""
+    me, numbers = this_worker(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if {k: trial.user_attrs.get(k) for k in me} == me:
+            try:
+                run_again(study, trial, reason, fail=True)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # finished meanwhile (told, or failed by a heartbeat check)
+            numbers.append(trial.number)
+    return numbers
+
+
+def retry_failed(spec: StudySpec, study: optuna.Study) -> list[FrozenTrial]:
+    """``--retry-failed``: each failed trial that uses the budget runs again as a new trial with its
+    parameters (those still in the search space), and stops counting; returns the failed trials.
+
+    Failed trials cannot be changed in Optuna, so the new trial's ``retry_of`` names the one it
+    replaces (:func:`replaced_trials`)."""
+    known = study.get_trials(deepcopy=False)
+    replaced = replaced_trials(known)
+    failed = [t for t in known if t.state == TrialState.FAIL and counts_toward_budget(t, replaced)]
+    for trial in failed:
+        params = {k: v for k, v in trial.params.items()
+                  if k in spec.search_space and _contains(spec.search_space[k], v)}
+        study.enqueue_trial(params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    return failed
+
+
+def _contains(distribution: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return value in distribution.choices
+    return distribution.low <= value <= distribution.high
+
+
 __all__ = [
     "OUTCOMES",
     "SurplusTrialError",
     "ask",
     "budget_left",
     "claim",
+    "counted",
     "counts_toward_budget",
     "heartbeats",
     "make_objective",
+    "replaced_trials",
+    "retry_failed",
+    "run_again",
+    "run_again_my_running_trials",
     "sample",
     "suggest",
     "tell",

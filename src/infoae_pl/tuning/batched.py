@@ -31,10 +31,13 @@ import yaml
 from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from infoae_pl._compat import logger_writes_this_step, logging_step
 from infoae_pl.evaluation import EvaluationCallback
 from infoae_pl.models.stacked import StackedModules
+from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resume_attrs
+from infoae_pl.training import FinalValidation
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_trial_warnings, trial_loggers
 
@@ -43,7 +46,7 @@ from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_
 BATCHABLE_PREFIXES = ("model.init_args.", "seed_everything")
 #: Callbacks a batched trial runs per copy; Lightning's own bars, summaries, checkpoints and config saving are handled.
 PER_COPY_CALLBACKS = (EvaluationCallback,)
-_HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback)
+_HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback, FinalValidation)
 #: Seconds between a batch's progress lines.
 PROGRESS_SECONDS = 60.0
 
@@ -119,9 +122,10 @@ class TrialSlot:
     callbacks: list[L.Callback]
     save_checkpoint: bool
     metrics: dict[str, float] = field(default_factory=dict)
-    state: str = "running"  # running, pruned, failed, complete
+    state: str = "running"  # running, pruned, failed, complete, preempted
     reason: str = ""
     values: list[float] | None = None
+    resume: dict[str, str] = field(default_factory=dict)  # preempted: what its retry resumes from
 
 
 @contextlib.contextmanager
@@ -226,12 +230,25 @@ class TrialGroup(L.Callback):
                 evaluator.test(module, datamodule=trainer.datamodule, verbose=False)
         return {k: float(v) for k, v in evaluator.callback_metrics.items()}
 
+    def on_exception(self, trainer: L.Trainer, pl_module: StackedModules, exception: BaseException) -> None:
+        """SIGTERM (pre-emption): each running copy's checkpoint, with the loops' progress, from which its
+        trial's retry resumes as a separate run."""
+        if not isinstance(exception, SIGTERMException):
+            return
+        slots = self.running(pl_module)
+        for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
+            path = self.checkpoint(trainer, pl_module, module, slot, self.epoch, preempted=True)
+            slot.state, slot.reason = "preempted", f"pre-empted (SIGTERM) at step {trainer.global_step}"
+            run_id = next((logger.version for logger in slot.loggers if isinstance(logger, WandbLogger)), None)
+            slot.resume = resume_attrs(Preempted(checkpoint=path, wandb_run_id=run_id), self.spec.output_dir)
+
     @staticmethod
     def checkpoint(trainer: L.Trainer, pl_module: StackedModules, module: L.LightningModule, slot: TrialSlot,
-                   epoch: int) -> None:
-        """The copy's Lightning checkpoint (weights, hyperparameters, its Adam state) in ``<trial>/checkpoints``."""
-        if not slot.save_checkpoint:
-            return
+                   epoch: int, preempted: bool = False) -> Path | None:
+        """The copy's Lightning checkpoint (weights, hyperparameters, its Adam state) in ``<trial>/checkpoints``;
+        ``preempted``: ``preempted.ckpt`` (whatever the config says on checkpoints) with the loops' progress too."""
+        if not (slot.save_checkpoint or preempted):
+            return None
         checkpoint = {
             "epoch": epoch,
             "global_step": trainer.global_step,
@@ -242,9 +259,14 @@ class TrialGroup(L.Callback):
             "lr_schedulers": [c.scheduler.state_dict() for c in trainer.lr_scheduler_configs],
         }
         module.on_save_checkpoint(checkpoint)
-        path = slot.directory / "checkpoints" / f"epoch={epoch}-step={trainer.global_step}.ckpt"
+        name = f"epoch={epoch}-step={trainer.global_step}.ckpt"
+        if preempted:
+            checkpoint["loops"] = {"fit_loop": trainer.fit_loop.state_dict()}
+            name = CHECKPOINT_NAME
+        path = slot.directory / "checkpoints" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, path)
+        return path
 
     def finish(self, trainer: L.Trainer, pl_module: StackedModules) -> None:
         """After training: each running copy's checkpoint, test metrics if an objective needs them, values."""
@@ -266,7 +288,8 @@ class TrialGroup(L.Callback):
 
 def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[dict[str, Any]]) -> list[TrialSlot]:
     """Train the (asked) trials as one stacked model; returns each trial's slot with its outcome
-    (``state``: complete, pruned or failed), values and reason, for :func:`~infoae_pl.tuning.asktell.tell`."""
+    (``state``: complete, pruned or failed), values and reason, for :func:`~infoae_pl.tuning.asktell.tell`;
+    SIGTERM leaves the running ones ``preempted``, with what their retries resume from."""
     wandb.finish()  # a run left open by earlier code in this process would swallow the trials' logs
     slots: list[TrialSlot] = []
     try:
@@ -292,11 +315,17 @@ def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[di
         group = TrialGroup(spec, slots, PROGRESS_SECONDS)
         with quiet_trial_warnings():
             trainer = L.Trainer(**{**trainer_config, "logger": False, "enable_checkpointing": False,
-                                   "callbacks": [group]})
+                                   "callbacks": [group, FinalValidation()]})
             trainer.fit(model, datamodule=clis[0].datamodule)
             if trainer.interrupted:  # Ctrl-C: the trials stay RUNNING and run again on resume
                 raise KeyboardInterrupt("a batch of trials was interrupted")
             group.finish(trainer, model)
+    except SIGTERMException:  # pre-empted: the trials run again, from the checkpoints saved on the way out
+        if not slots:
+            slots = [TrialSlot(t, f"trial-{t.number:04d}", spec.output_dir, [], [], False) for t in trials]
+        for slot in slots:
+            if slot.state == "running":
+                slot.state, slot.reason = "preempted", "pre-empted (SIGTERM) before its checkpoint"
     except SystemExit as error:  # Lightning turns Ctrl-C into sys.exit(1)
         raise KeyboardInterrupt("a batch of trials was interrupted") from error
     except Exception as error:  # the whole batch failed (bad config, out of memory, a bug): each trial says why

@@ -10,15 +10,16 @@ import copy
 import hashlib
 import inspect
 import itertools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
-import yaml
 
 from infoae_pl.validation import check_choice
+from infoae_pl.yaml_loading import load_yaml_file
 
 STUDY_KEYS = (
     "study_name", "base_config", "config", "search_space", "objectives", "sampler", "pruner", "n_trials",
@@ -40,6 +41,9 @@ HEARTBEAT_KEYS = ("interval", "grace_period", "max_retry")
 # on one device: several GPUs are used by several workers (`--workers`), never by one trial, since
 # a multi-device trial would relaunch the sweep command on each rank.
 TRIAL_TRAINER_DEFAULTS = {"enable_progress_bar": False, "enable_model_summary": False, "devices": 1}
+#: Default of ``--db-retry-seconds``: below the default heartbeat grace period (180 s), so that an
+#: outage waited out does not also fail the running trials as stale.
+DB_RETRY_SECONDS = 120.0
 
 
 class StudySpecError(ValueError):
@@ -82,6 +86,8 @@ class StudySpec:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     wandb_project: str = "infoae-pl"
     grid: tuple[dict[str, Any], ...] = ()
+    #: RDB storages: how long each storage call retries through a database outage (``--db-retry-seconds``).
+    db_retry_seconds: float = DB_RETRY_SECONDS
 
     @property
     def directions(self) -> list[str]:
@@ -90,6 +96,23 @@ class StudySpec:
     @property
     def metrics(self) -> list[str]:
         return [o.metric for o in self.objectives]
+
+    @property
+    def fixed_settings(self) -> str:
+        """What makes two runs of a study the same study, as canonical JSON: the trials' run config (base
+        config with the fixed overrides), the search space and the objectives; not the trial budget, the
+        storage, the sampler or how many workers run it."""
+        return json.dumps({
+            "config": self.run_config,
+            "search_space": {k: json.loads(optuna.distributions.distribution_to_json(d))
+                             for k, d in self.search_space.items()},
+            "objectives": [[o.metric, o.direction] for o in self.objectives],
+        }, sort_keys=True, default=repr)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of :attr:`fixed_settings`, stored with the study when it is created."""
+        return hashlib.sha256(self.fixed_settings.encode()).hexdigest()[:16]
 
     def trial_config(self, params: dict[str, Any]) -> dict[str, Any]:
         """The run config of one trial: the template with each sampled value set at its dotted key."""
@@ -107,13 +130,23 @@ class StudySpec:
             options["seed"] = int.from_bytes(digest[:4], "little")
         if self.sampler == "grid":
             space = {k: list(d.choices) for k, d in self.search_space.items()}
-            return optuna.samplers.GridSampler(space, **options)
+            return EnqueuedGridSampler(space, **options)
         return SAMPLER_CLASSES[self.sampler](**options)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "none":
             return optuna.pruners.NopPruner()
         return PRUNER_CLASSES[self.pruner](**self.pruner_options)
+
+
+class EnqueuedGridSampler(optuna.samplers.GridSampler):
+    """The grid sampler of a sweep, which enqueues every grid point and ends at its budget. Optuna's
+    ``after_trial`` would stop the study at its last unvisited point by the trial's ``grid_id``, which
+    enqueued trials lack: a KeyError whenever one grid point is left (a one-point grid)."""
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, state: optuna.trial.TrialState,
+                    values: Any) -> None:
+        """Nothing: the sweep's budget ends the study."""
 
 
 SAMPLER_CLASSES: dict[str, Any] = {
@@ -146,7 +179,7 @@ def load_study(path: str | Path, storage: str | None = None, n_trials: int | Non
     path = Path(path)
     if not path.is_file():
         raise StudySpecError(f"study file {str(path)!r} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml_file(path, "study file", StudySpecError) or {}  # not UTF-8, not YAML, a key twice: refused
     if not isinstance(raw, dict):
         raise StudySpecError(f"{path}: a study file is a mapping with keys {', '.join(STUDY_KEYS)}")
     if storage is not None:
@@ -232,7 +265,7 @@ def _run_config(raw: dict[str, Any], base_dir: Path) -> dict[str, Any]:
     base_path = Path(base) if Path(base).is_absolute() else base_dir / base
     if not base_path.is_file():
         raise StudySpecError(f"base_config {str(base)!r} not found (looked at {base_path})")
-    config = yaml.safe_load(base_path.read_text()) or {}
+    config = load_yaml_file(base_path, "base_config", StudySpecError) or {}
     if not isinstance(config, dict):
         raise StudySpecError(f"base_config {str(base)!r} is not a mapping")
     overrides = raw.get("config") or {}

@@ -1,10 +1,12 @@
 """Where a study lives: a journal file (default), SQLite, or PostgreSQL for several machines.
 
-URLs are shown only through :func:`redact`, so a password never reaches a log line or a W&B config.
+URLs are shown only through :func:`redact`, so a password never reaches a log line or a W&B config;
+``storage: env:NAME`` reads the URL from the environment (see :mod:`infoae_pl.tuning.credentials`).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import socket
@@ -12,12 +14,13 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from infoae_pl._compat import study_storage, trial_id
+from infoae_pl._compat import rdb_storage_noting_stale_trials, study_storage, trial_id
+from infoae_pl.tuning.credentials import redact, resolve
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 
 JOURNAL_FILE = "study.journal"
@@ -25,15 +28,9 @@ RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
 def storage_url(spec: StudySpec) -> str:
-    """The study's storage as written by the user, or the default journal file in its output folder."""
-    return spec.storage or str(spec.output_dir / JOURNAL_FILE)
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***``; file paths come back unchanged."""
-    if "://" not in url:
-        return url
-    return make_url(url).render_as_string(hide_password=True)
+    """The study's storage URL or journal path (``env:NAME``: read from the environment), or the
+    default journal file in its output folder."""
+    return resolve(spec.storage) if spec.storage else str(spec.output_dir / JOURNAL_FILE)
 
 
 def _driver_url(url: str) -> str:
@@ -61,16 +58,49 @@ def make_storage(spec: StudySpec) -> optuna.storages.BaseStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            return RDBStorage(
+            return rdb_storage_noting_stale_trials(
+                lambda storage, key: note_heartbeat_failure(storage, key, beat.grace_period, beat.max_retry),
                 _driver_url(url),
                 heartbeat_interval=beat.interval,
                 grace_period=beat.grace_period,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=beat.max_retry, inherit_intermediate_values=False),
+                heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=beat.max_retry),
             )
         except Exception as error:  # the message may quote the URL: mask its password
             password = make_url(url).password
             message = str(error).replace(password, "***") if password else str(error)
-            raise StudySpecError(f"cannot open storage {redact(url)}: {type(error).__name__}: {message}") from None
+            raise StudySpecError(f"cannot open storage {redact(url)}: {type(error).__name__}: {redact(message)}") from None
+
+
+#: What :func:`note_heartbeat_failure` adds to a stale trial; its retry starts without them.
+STALE_ATTRS = ("fail_reason", "retried")
+
+
+def note_heartbeat_failure(storage: optuna.storages.BaseStorage, key: int, grace_period: int, max_retry: int) -> None:
+    """Record on a RUNNING trial that the heartbeat is about to fail it: why (``fail_reason``, as a
+    journal's dead worker gets), and, when it will run again, ``retried`` (so that only the retry
+    counts toward the budget). Optuna's own callback runs once the trial is FAIL, too late to write."""
+    trial = storage.get_trial(key)
+    attrs = trial.user_attrs
+    worker = f"pid {attrs['worker_pid']} on {attrs['worker_host']}" if "worker_pid" in attrs else "its worker"
+    retry = len(trial.system_attrs.get("retry_history", [])) < max_retry  # Optuna's rule, see RetryStaleTrial
+    reason = (f"no heartbeat for over {grace_period} s (heartbeat.grace_period): worker {worker} stopped; "
+              + ("it runs again" if retry else f"not retried: heartbeat.max_retry={max_retry} reached"))
+    try:
+        storage.set_trial_user_attr(key, "fail_reason", reason)
+        if retry:
+            storage.set_trial_user_attr(key, "retried", True)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass  # another worker failed it first, with the same reason
+
+
+class RetryStaleTrial(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a heartbeat-stale trial (up to ``max_retry`` times, a fresh WAITING trial with
+    the same parameters), without the failed trial's :data:`STALE_ATTRS`: the retry starts clean."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in STALE_ATTRS}
+        super().__call__(study, clean)
 
 
 def uses_heartbeats(spec: StudySpec) -> bool:

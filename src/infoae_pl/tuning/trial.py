@@ -18,11 +18,14 @@ import optuna
 import wandb
 from jsonargparse import ArgumentError
 from lightning.pytorch import Callback, LightningModule
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna_integration import PyTorchLightningPruningCallback
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.loggers import WandbOfflineLogger
+from infoae_pl.preemption import CHECKPOINT_NAME, WANDB_ATTR, Preempted, SaveOnSigterm, resume_checkpoint
+from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import CLI_DEFAULTS, InfoAECLI
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 
@@ -60,8 +63,9 @@ def build_cli(config: dict[str, Any], loggers: list[Logger] | bool = False, call
 @contextlib.contextmanager
 def quiet_trial_warnings() -> Iterator[None]:
     """Silence two warnings that are expected in a trial: the sweep's own command line is not the
-    trial's, and the trial folder already holds its W&B run when the CSV logger starts."""
-    with warnings.catch_warnings():
+    trial's, and the trial folder already holds its W&B run when the CSV logger starts; and Lightning's
+    info lines (the sweep prints one line per trial)."""
+    with warnings.catch_warnings(), lightning_info_silenced():
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
         yield
@@ -87,9 +91,12 @@ def _representative(distribution: optuna.distributions.BaseDistribution) -> Any:
 def trial_loggers(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path,
                   concurrent: bool = False) -> list[Logger]:
     """CSV metrics in the trial's folder and one W&B run per trial, grouped by study, params in config.
-    ``concurrent``: the run is one of several open at once in this process (batched trials)."""
+    ``concurrent``: the run is one of several open at once in this process (batched trials). The retry
+    of a pre-empted trial continues its W&B run (same id)."""
+    resumed = trial.user_attrs.get(WANDB_ATTR)
     wandb_logger = WandbOfflineLogger(
         **({"reinit": "create_new"} if concurrent else {}),
+        **({"id": resumed, "resume": "allow"} if resumed else {}),
         project=spec.wandb_project,
         save_dir=str(trial_dir),
         name=f"{spec.study_name}-trial-{trial.number}",
@@ -101,15 +108,21 @@ def trial_loggers(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], 
 
 
 def run_trial(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path) -> list[float]:
-    """Train the trial's config and return its objective values (raises ``optuna.TrialPruned`` if pruned)."""
-    callbacks: list[Callback] = []
+    """Train the trial's config and return its objective values (raises ``optuna.TrialPruned`` if pruned).
+    The retry of a pre-empted trial resumes from its checkpoint; SIGTERM saves one and raises
+    :class:`~infoae_pl.preemption.Preempted` with what the retry needs."""
+    resume = resume_checkpoint(trial.user_attrs, spec.output_dir)
+    save = SaveOnSigterm(trial_dir / "checkpoints" / CHECKPOINT_NAME)
+    callbacks: list[Callback] = [save]
     if spec.pruner != "none":
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor=spec.metrics[0]))
     wandb.finish()  # a run left open by earlier code in this process would swallow this trial's logs
+    loggers: list[Logger] = []
     try:
         with quiet_trial_warnings():
-            cli = build_cli(spec.trial_config(params), trial_loggers(spec, trial, params, trial_dir), callbacks)
-            cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+            loggers = trial_loggers(spec, trial, params, trial_dir)
+            cli = build_cli(spec.trial_config(params), loggers, callbacks)
+            cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
             if cli.trainer.interrupted:  # Ctrl-C: stop the sweep; the trial does not use up the budget
                 raise KeyboardInterrupt(f"trial {trial.number} was interrupted")
             logged = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
@@ -117,6 +130,12 @@ def run_trial(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], tria
                 cli.trainer.test(cli.model, datamodule=cli.datamodule)
                 logged.update({k: float(v) for k, v in cli.trainer.callback_metrics.items()})
         return objective_values(spec, logged)
+    except SIGTERMException as stop:  # pre-empted: the sweep runs the trial again from the checkpoint
+        checkpoint, step = save.saved or (resume, None)
+        run_id = next((logger.version for logger in loggers if isinstance(logger, WandbLogger)), None)
+        where = f" at step {step}; saved {checkpoint}" if step is not None else ""
+        raise Preempted(f"trial {trial.number} pre-empted (SIGTERM){where}; it runs again"
+                        + (" from there" if checkpoint else ""), checkpoint, step, run_id) from stop
     except SystemExit as error:  # Lightning turns Ctrl-C into sys.exit(1): stop the sweep the same way
         raise KeyboardInterrupt(f"trial {trial.number} was interrupted") from error
     finally:
