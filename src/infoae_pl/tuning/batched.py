@@ -14,11 +14,8 @@ the trials, keeping them alive and telling their outcomes is :mod:`infoae_pl.tun
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import time
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from infoae_pl._compat import logger_writes_this_step, logging_step
 from infoae_pl.evaluation import EvaluationCallback
 from infoae_pl.models.stacked import StackedModules
 from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resume_attrs
+from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import FinalValidation
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_trial_warnings, trial_loggers
@@ -128,20 +126,6 @@ class TrialSlot:
     resume: dict[str, str] = field(default_factory=dict)  # preempted: what its retry resumes from
 
 
-@contextlib.contextmanager
-def quiet_lightning() -> Iterator[None]:
-    """Silence the info lines each trial's CLI and each evaluation Trainer print (seed, devices, tips)."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 class TrialGroup(L.Callback):
     """Logs, evaluates, prunes and checkpoints each copy of the stacked model as its own trial, and
     prints a progress line every ``progress_seconds`` (trials of a batch all finish at its end)."""
@@ -217,7 +201,7 @@ class TrialGroup(L.Callback):
     def evaluate(trainer: L.Trainer, module: L.LightningModule, slot: TrialSlot, stage: str) -> dict[str, float]:
         """Metrics of one copy from a validation or test run of its own module with its trial's callbacks."""
         device = trainer.strategy.root_device
-        with quiet_lightning(), quiet_trial_warnings():
+        with lightning_info_silenced(), quiet_trial_warnings():
             evaluator = L.Trainer(
                 accelerator=device.type, devices=[device.index or 0] if device.type == "cuda" else 1,
                 precision=trainer.precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -293,7 +277,7 @@ def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[di
     wandb.finish()  # a run left open by earlier code in this process would swallow the trials' logs
     slots: list[TrialSlot] = []
     try:
-        with quiet_trial_warnings(), quiet_lightning():
+        with quiet_trial_warnings(), lightning_info_silenced():
             clis = [build_cli(spec.trial_config(p)) for p in params]
         reference = _without_batchable(clis[0].config)
         for trial, cli in zip(trials[1:], clis[1:]):

@@ -26,8 +26,8 @@ from lightning.pytorch.callbacks import Checkpoint, ModelSummary, ProgressBar, T
 from lightning.pytorch.cli import SaveConfigCallback
 
 from infoae_pl.evaluation import EvaluationCallback
+from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import FinalValidation
-from infoae_pl.tuning.batched import quiet_lightning
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.trial import TrialCLI, build_cli, quiet_trial_warnings
 
@@ -63,7 +63,7 @@ def check_objectives(spec: StudySpec, batched: bool = False) -> None:
     configured at :func:`first_point`): the model or its callbacks log the name, and a validation
     metric's validation happens within the trial's training. ``batched``: the trials train as one
     stacked model (``--batch-trials``), whose trainer validates at the config's cadence only."""
-    with quiet_trial_warnings(), quiet_lightning(), warnings.catch_warnings():
+    with quiet_trial_warnings(), lightning_info_silenced(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cli = build_cli(spec.trial_config(first_point(spec)))
         stages = {metric.split("/", 1)[0] for metric in spec.metrics}
