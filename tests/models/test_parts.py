@@ -76,7 +76,7 @@ def test_a_users_encoder_class_from_their_own_module_works_from_a_config(user_mo
     run = tmp_path / "runs" / "user" / "version_0"
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["model"]["init_args"]["encoder"]["class_path"] == "my_networks.LinearGaussianEncoder"
-    (checkpoint,) = (run / "checkpoints").glob("*.ckpt")
+    checkpoint = run / "checkpoints" / "last.ckpt"
     restored = BetaELBO.load_from_checkpoint(checkpoint)
     assert type(restored.encoder).__name__ == "LinearGaussianEncoder"
     state = torch.load(checkpoint, weights_only=False)["state_dict"]
