@@ -92,7 +92,9 @@ def main() -> None:
         _summary(f"AIS, {args.examples} x × {args.ais_chains} chains, {args.ais_steps} distributions, "
                  f"{args.ais_leapfrog_steps} leapfrog steps", rates["ais"]),
     ]
-    summary: dict[str, object] = {"rounds": args.rounds, "device": str(device)}
+    summary: dict[str, object] = {"rounds": args.rounds, "device": str(device),
+                                  "per_round_gflops_per_s": {k: [round(v, 1) for v in values] for k, values in rates.items()
+                                                             if k != "ais_steps_per_s"}}
     for key, target in (("before", None), ("is", 0.8), ("ais", 0.5)):
         name = {"before": "is_before", "is": "is", "ais": "ais"}[key]
         summary[f"ratio_{name}_over_matmul_median"] = statistics.median(ratios[key])

@@ -116,18 +116,17 @@ PROFILES = {
                              dataset="fashion_mnist"),
     # CPU-sized, the shipped study as it is: ≤ 60 minutes on 2 cores with evaluation. 45 trials (5 β × 3 λ
     # × 3 seeds) stacked as one model, 4,000 steps (100 epochs of the 4,000-image sample), 512 units.
-    # Sized from measured step times: one step of the 45 stacked copies took 1.75 s of one core's CPU
-    # time at 1024 units, 0.61 s at 512 and 0.34 s at 256 (one thread; CPU time, because the machine was
-    # shared, load ~10 on 2 cores, and wall times were 2.5x longer). The recorded one-seed run of the
-    # previous default (15 copies, 1024 units, 2 threads, idle) took 0.29 s a step, 0.87 s for 45: half
-    # the one-thread CPU time, the factor used here. Training: 4,000 × 0.61 s / 2 ≈ 20 min (1024 units
-    # would take 58 min, 2,000 steps at 1024 with its 2.8x dearer evaluation 62 min). Evaluation per
-    # model, measured the same way on a 512-unit model: IS K = 500 on 500 + 500 images 5 s; the refit
-    # (100 Adam steps, one draw a step) and IS 9 s; AIS on 100 test images (300 distributions from
-    # q(z|x), 4 chains, 2 leapfrog steps; within 0.09 nats of 1,000 distributions there, where 100
-    # distributions and 8 chains were 0.25 away at 0.7x the cost) 5 s: 15 min for 45. Predicted
-    # ≈ 37 min in all on an idle machine, start-up and checkpoints included; the margin is for one that
-    # is not (there INFOAE_THREADS=1 may be faster: two threads slowed the tiny profile's operations 100x).
+    # Sized from measured step times of the 45 stacked copies (benchmarked on this shared machine, load
+    # 2-13 on 2 cores, so by one-thread CPU time while loaded, by wall time on 2 threads when the load
+    # fell to ~1.7): 1.75 CPU-s a step at 1024 units, 0.61 at 512, 0.34 at 256; on 2 threads 0.86 s at
+    # 1024 (the recorded idle one-seed run of the previous default, 15 copies, gives 0.87) and 0.32 s at
+    # 512. Training: 4,000 × 0.32 s ≈ 21 min (1024 units: 57 min; 2,000 steps at 1024 with its 2.8x dearer
+    # evaluation: > 60). Evaluation per 512-unit model on 2 threads: IS K = 500 on 500 + 500 images 5.3 s;
+    # the refit (100 Adam steps, one draw a step) and IS 7.9 s; AIS on 100 test images (300 distributions
+    # from q(z|x), 4 chains, 2 leapfrog steps: within 0.09 nats of 1,000 distributions there, where 100
+    # distributions and 8 chains were 0.25 away at 0.7x the cost) 5.0 s: 14 min for 45. Predicted ≈ 37 min
+    # in all with start-up and checkpoints; the margin is for a machine that is not idle (there
+    # INFOAE_THREADS=1 may be faster: two threads slowed the tiny profile's small operations 100x).
     "default": Profile("default", BETAS, LAMBDAS, (0, 1, 2), 4000, (), 512, 500, 500,
                        {"mnist5k": None, "fashion_mnist": (4000, 500, 500), "mnist": (4000, 500, 500)},
                        refit_steps=100, ais_examples=100, ais_steps=300, ais_chains=4, ais_leapfrog_steps=2),
