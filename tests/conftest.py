@@ -21,5 +21,8 @@ def _isolated(tmp_path, monkeypatch):
         path.mkdir(exist_ok=True)
         monkeypatch.setenv(var, str(path))
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # W&B sets WANDB_SERVICE once this process has used it; a child process would then log through this
+    # process's service, which resolves relative run folders against another test's folder.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     torch.manual_seed(0)
     yield

@@ -196,7 +196,7 @@ def test_heartbeat_keeps_an_asked_trial_alive_on_an_rdb_storage(tmp_path):
         optuna.storages.fail_stale_trials(study)
         assert study.trials[0].state == TrialState.RUNNING
     assert len(first) == 1 and len(second) == 1 and second[0] > first[0], "the thread updates the heartbeat"
-    time.sleep(2.5)  # no more beats: the trial turns stale
+    time.sleep(3.5)  # no more beats: stale (SQLite's now() has 1 s resolution, so 2.5 s could read as 2)
     optuna.storages.fail_stale_trials(study)
     assert study.trials[0].state == TrialState.FAIL
 

@@ -26,7 +26,9 @@ SUITE_SETTINGS = ("WANDB_SILENT", "JSONARGPARSE_DEPRECATION_WARNINGS", "PYTHONWA
 
 def infoae(*argv: str, cwd: Path) -> str:
     """Run ``infoae ARGV`` as a user would (W&B offline, folders in ``cwd``); its stdout and stderr together."""
-    env = {k: v for k, v in os.environ.items() if k not in SUITE_SETTINGS}
+    # No WANDB_* of the suite's either: WANDB_SERVICE, set once an earlier test in this process used W&B,
+    # would make the child log through that process's W&B service, and its run files went elsewhere.
+    env = {k: v for k, v in os.environ.items() if k not in SUITE_SETTINGS and not k.startswith("WANDB_")}
     env.update({"WANDB_MODE": "offline", "WANDB_DIR": str(cwd), "WANDB_CONFIG_DIR": str(cwd / ".wandb-config"),
                 "WANDB_CACHE_DIR": str(cwd / ".wandb-cache"), "WANDB_DATA_DIR": str(cwd / ".wandb-data")})
     done = subprocess.run([sys.executable, "-c", "import sys; from infoae_pl.cli import main; sys.exit(main())", *argv],

@@ -108,6 +108,8 @@ def epoch_checkpoint(folder: Path) -> Callable[[Path], bool]:
 
 
 def logged_steps(metrics: Path) -> list[int]:
+    """The steps a run logged its training loss at. A row's step is the number of steps done before it, so a
+    run resumed after step N logs N, N+k, ...: its first logged step is >= N, never below (a restart logs 0+)."""
     with metrics.open() as handle:
         return [int(row["step"]) for row in csv.DictReader(handle) if row.get("train/loss")]
 
@@ -129,7 +131,7 @@ def test_sigterm_stops_a_fit_with_a_checkpoint_that_the_same_command_resumes(tmp
     second = run_until_sigterm(command, tmp_path, epoch_checkpoint(runs / "version_1"), "second")
     assert f"resuming the pre-empted run of this config from step {step}" in second.stdout
     assert_stopped_promptly_with_one_line(second, "infoae")
-    assert min(logged_steps(runs / "version_1" / "metrics.csv")) > step  # training went on, not from 0
+    assert min(logged_steps(runs / "version_1" / "metrics.csv")) >= step  # training went on, not from 0
     later, _ = saved_step(second.last_line)
     assert later > step
 
@@ -160,7 +162,7 @@ def test_a_sweep_trial_stopped_by_sigterm_runs_again_from_its_checkpoint_in_its_
     finished = run_sweep(load_study(study), report=False)  # the same sweep again
     completed = [t for t in finished.trials if t.state == TrialState.COMPLETE]
     assert [t.number for t in completed] == [1] and completed[0].params == lost.params
-    assert min(logged_steps(tmp_path / "out" / "trial-0001" / "metrics.csv")) > step  # resumed, not from 0
+    assert min(logged_steps(tmp_path / "out" / "trial-0001" / "metrics.csv")) >= step  # resumed, not from 0
     assert list((tmp_path / "out" / "trial-0001" / "checkpoints").glob(f"*-step={TINY_RUN['trainer']['max_steps']}.ckpt"))
     run_ids = [folder.name.rsplit("-", 1)[1] for n in (0, 1)
                for folder in (tmp_path / "out" / f"trial-{n:04d}" / "wandb").glob("offline-run-*")]
@@ -198,7 +200,7 @@ def test_batched_trials_stopped_by_sigterm_each_resume_from_their_own_checkpoint
     for n, retry in retries.items():
         done = next(t for t in finished.trials if t.number == retry.number)
         assert done.state == TrialState.COMPLETE and done.params == trials[n].params
-        assert min(logged_steps(out / f"trial-{retry.number:04d}" / "metrics.csv")) > steps[n]
+        assert min(logged_steps(out / f"trial-{retry.number:04d}" / "metrics.csv")) >= steps[n]
         run_ids = [f.name.rsplit("-", 1)[1] for m in (n, retry.number)
                    for f in (out / f"trial-{m:04d}" / "wandb").glob("offline-run-*")]
         assert run_ids == [retry.user_attrs[WANDB_ATTR]] * 2
