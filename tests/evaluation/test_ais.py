@@ -118,6 +118,24 @@ def test_reverse_ais_needs_one_latent_per_x_and_settings_are_checked(nonlinear_t
         annealed_importance_sampling(nonlinear_toy, x, num_chains=0)
 
 
+def test_the_settings_and_their_defaults_live_in_one_place() -> None:
+    """The callback's ``ais_*`` options, ``AISNLL`` and the function default to ``AISSettings``'s fields."""
+    import inspect
+
+    from infoae_pl.evaluation import EvaluationCallback
+    from infoae_pl.evaluation.ais import AIS_DEFAULTS, AISSettings
+
+    options = inspect.signature(EvaluationCallback).parameters
+    for name in ("num_steps", "num_chains", "leapfrog_steps", "initial", "target_acceptance"):
+        assert options[f"ais_{name}"].default == getattr(AISSettings(), name)
+    assert AISNLL().settings == AIS_DEFAULTS
+    assert AISNLL(num_steps=7).settings == AISNLL(AISSettings(num_steps=7)).settings
+    assert EvaluationCallback(nll_estimator="ais", ais_num_steps=7, chunk_size=64).ais_settings == \
+        AISSettings(num_steps=7, chunk_size=64)
+    with pytest.raises(ValueError, match=r"^chunk_size must be an integer >= 1"):
+        EvaluationCallback(chunk_size=0)
+
+
 def test_the_metric_averages_the_negative_log_likelihood_over_batches(nonlinear_toy) -> None:
     """``AISNLL`` over two batches is the mean of −log p(x) over all their examples; chunking over x
     (``chunk_size``) splits the work, not the estimate's target."""

@@ -25,7 +25,7 @@ settles, and the tests bound it against closed-form and quadrature truths.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -137,29 +137,42 @@ def _hmc(target: _Target, state: _State, beta: float, step_size: Tensor, leapfro
     return state.where(accepted, proposal), acceptance
 
 
-def check_ais_settings(
-    num_steps: int = 1000,
-    num_chains: int = 8,
-    leapfrog_steps: int = 2,
-    initial: str = "prior",
-    target_acceptance: float = 0.65,
-    step_size: float = 0.05,
-    adaptation_rate: float = 0.5,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    prefix: str = "",
-) -> None:
-    """Refuse, naming the option (``prefix`` + its name) and what it allows, any AIS setting that cannot run."""
-    check_choice(f"{prefix}initial", initial, INITIAL_DISTRIBUTIONS)
-    for name, value in (("num_steps", num_steps), ("num_chains", num_chains), ("leapfrog_steps", leapfrog_steps),
-                        ("chunk_size", chunk_size)):
-        check_int_at_least(f"{prefix}{name}", value, 1)
-    if isinstance(target_acceptance, bool) or not isinstance(target_acceptance, (int, float)) \
-            or not 0.0 < target_acceptance < 1.0:
-        raise ValueError(f"{prefix}target_acceptance must be a number in (0, 1), got {target_acceptance!r}")
-    check_finite_number(f"{prefix}step_size", step_size, minimum=MIN_STEP_SIZE)
-    if step_size > MAX_STEP_SIZE:
-        raise ValueError(f"{prefix}step_size must be <= {MAX_STEP_SIZE}, got {step_size!r}")
-    check_finite_number(f"{prefix}adaptation_rate", adaptation_rate, minimum=0.0)
+@dataclass(frozen=True)
+class AISSettings:
+    """Every AIS setting and its default, in one place: :func:`annealed_importance_sampling`, ``AISNLL`` and
+    the evaluation callback's ``ais_*`` options all take their defaults and their checks from here."""
+
+    num_steps: int = 1000
+    num_chains: int = 8
+    leapfrog_steps: int = 2
+    initial: str = "prior"
+    target_acceptance: float = 0.65
+    step_size: float = 0.05
+    adaptation_rate: float = 0.5
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def checked(self, prefix: str = "") -> AISSettings:
+        """These settings, after refusing any that cannot run, naming the option (``prefix`` + its name,
+        e.g. the callback's ``ais_num_steps``) and what it allows."""
+        check_choice(f"{prefix}initial", self.initial, INITIAL_DISTRIBUTIONS)
+        for name in ("num_steps", "num_chains", "leapfrog_steps", "chunk_size"):
+            check_int_at_least(f"{prefix}{name}", getattr(self, name), 1)
+        target = self.target_acceptance
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 < target < 1.0:
+            raise ValueError(f"{prefix}target_acceptance must be a number in (0, 1), got {target!r}")
+        check_finite_number(f"{prefix}step_size", self.step_size, minimum=MIN_STEP_SIZE)
+        if self.step_size > MAX_STEP_SIZE:
+            raise ValueError(f"{prefix}step_size must be <= {MAX_STEP_SIZE}, got {self.step_size!r}")
+        check_finite_number(f"{prefix}adaptation_rate", self.adaptation_rate, minimum=0.0)
+        return self
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The settings as keyword arguments of :func:`annealed_importance_sampling`."""
+        return asdict(self)
+
+
+#: The defaults, for signatures that spell the settings out (the callback's ``ais_*`` options).
+AIS_DEFAULTS = AISSettings()
 
 
 def _ais_batch(
@@ -194,35 +207,23 @@ def _ais_batch(
     return AISResult(log_weights, acceptance, steps.view(-1).double())
 
 
-def annealed_importance_sampling(
-    model: Any,
-    x: Tensor,
-    z: Tensor | None = None,
-    num_steps: int = 1000,
-    num_chains: int = 8,
-    leapfrog_steps: int = 2,
-    initial: str = "prior",
-    target_acceptance: float = 0.65,
-    step_size: float = 0.05,
-    adaptation_rate: float = 0.5,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> AISResult:
+def annealed_importance_sampling(model: Any, x: Tensor, z: Tensor | None = None, **settings: Any) -> AISResult:
     """Forward AIS (``z`` None: the chains start from q₀) or reverse AIS (every chain starts from the
     exact posterior sample ``z`` ``[B, latent]``) of log p(x) for a batch ``x``.
 
-    ``num_steps`` intermediate distributions (T, one HMC transition each, T − 1 in all), ``num_chains``
-    chains per x, ``initial`` q₀ ("prior" or "posterior" = q(z|x)); x is processed in chunks of about
-    ``chunk_size`` (chain, x) pairs. The cost is about ``num_chains · (T − 1) · leapfrog_steps``
-    gradient evaluations of log p(x, z) per x.
+    ``settings`` are fields of :class:`AISSettings`: ``num_steps`` intermediate distributions (T, one HMC
+    transition each, T − 1 in all), ``num_chains`` chains per x, ``initial`` q₀ ("prior" or "posterior" =
+    q(z|x)); x is processed in chunks of about ``chunk_size`` (chain, x) pairs. The cost is about
+    ``num_chains · (T − 1) · leapfrog_steps`` gradient evaluations of log p(x, z) per x.
     """
-    check_ais_settings(num_steps, num_chains, leapfrog_steps, initial, target_acceptance, step_size,
-                       adaptation_rate, chunk_size)
+    s = AISSettings(**settings).checked()
+    num_chains, initial = s.num_chains, s.initial
     if z is not None and z.shape[0] != x.shape[0]:
         raise ValueError(f"z must have one latent per x: got {z.shape[0]} for {x.shape[0]} x")
-    betas = sigmoid_schedule(num_steps)
+    betas = sigmoid_schedule(s.num_steps)
     if z is not None:
         betas = betas.flip(0)
-    per_chunk = max(1, chunk_size // num_chains)
+    per_chunk = max(1, s.chunk_size // num_chains)
     results = []
     # Lightning evaluates under inference mode, where no gradient can be taken: leave it for this
     # block, and clone x so that autograd may save it.
@@ -236,8 +237,8 @@ def annealed_importance_sampling(
                     chains = q0.sample(torch.Size(shape))
                 else:
                     chains = z[start : start + per_chunk].clone().expand(num_chains, -1, -1).contiguous()
-            results.append(_ais_batch(model, xs, q0, chains, betas, leapfrog_steps, step_size,
-                                      target_acceptance, adaptation_rate))
+            results.append(_ais_batch(model, xs, q0, chains, betas, s.leapfrog_steps, s.step_size,
+                                      s.target_acceptance, s.adaptation_rate))
     return AISResult(
         torch.cat([r.log_weights for r in results], dim=1),
         torch.cat([r.acceptance for r in results]),

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics import Metric
 
-from infoae_pl.evaluation.ais import check_ais_settings
+from infoae_pl.evaluation.ais import AIS_DEFAULTS, AISSettings
 from infoae_pl.evaluation.classifier import (
     CLASSIFIER_DATASETS,
     NUM_CLASSES,
@@ -112,11 +112,11 @@ class EvaluationCallback(L.Callback):
         prior_samples: int = 25_000,
         quadrature_grid_size: int = 10_001,
         quadrature_z_range: tuple[float, float] = (-10.0, 10.0),
-        ais_num_steps: int = 1000,
-        ais_num_chains: int = 8,
-        ais_leapfrog_steps: int = 2,
-        ais_initial: str = "prior",
-        ais_target_acceptance: float = 0.65,
+        ais_num_steps: int = AIS_DEFAULTS.num_steps,
+        ais_num_chains: int = AIS_DEFAULTS.num_chains,
+        ais_leapfrog_steps: int = AIS_DEFAULTS.leapfrog_steps,
+        ais_initial: str = AIS_DEFAULTS.initial,
+        ais_target_acceptance: float = AIS_DEFAULTS.target_acceptance,
         elbo_samples: int = 1,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_batches: int | None = None,
@@ -149,10 +149,11 @@ class EvaluationCallback(L.Callback):
         self._trained_classifier: TrainedClassifier | None = None
         self._fit_data: tuple[str, Tensor, Tensor] | None = None
         check_int_at_least("importance_refit_steps", importance_refit_steps, 0)
-        self.ais_settings = dict(num_steps=ais_num_steps, num_chains=ais_num_chains,
-                                 leapfrog_steps=ais_leapfrog_steps, initial=ais_initial,
-                                 target_acceptance=ais_target_acceptance)
-        check_ais_settings(**self.ais_settings, prefix="ais_")
+        check_int_at_least("chunk_size", chunk_size, 1)
+        self.ais_settings = AISSettings(num_steps=ais_num_steps, num_chains=ais_num_chains,
+                                        leapfrog_steps=ais_leapfrog_steps, initial=ais_initial,
+                                        target_acceptance=ais_target_acceptance,
+                                        chunk_size=chunk_size).checked(prefix="ais_")
         if every_n_validations < 1:
             raise ValueError(f"every_n_validations must be >= 1, got {every_n_validations}")
         for name, cap in (("max_batches", max_batches), ("max_examples", max_examples)):
@@ -245,8 +246,8 @@ class EvaluationCallback(L.Callback):
                 ImportanceSampledNLL(self.importance_samples, self.chunk_size, self.importance_refit_steps),
                 1.0,
             )
-        elif self.nll_estimator == "ais" and (amortised or (explicit and self.ais_settings["initial"] == "prior")):
-            metrics["nll"] = (AISNLL(**self.ais_settings, chunk_size=self.chunk_size), 1.0)
+        elif self.nll_estimator == "ais" and (amortised or (explicit and self.ais_settings.initial == "prior")):
+            metrics["nll"] = (AISNLL(self.ais_settings), 1.0)
         elif self.nll_estimator == "prior" and explicit:
             metrics["nll"] = (PriorSampledNLL(self.prior_samples, self.chunk_size), 1.0)
         elif self.nll_estimator == "quadrature" and explicit:

@@ -15,7 +15,7 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from infoae_pl.divergences.mmd import Kernel, gaussian_kernel, mmd
-from infoae_pl.evaluation.ais import ais_log_likelihood, check_ais_settings
+from infoae_pl.evaluation.ais import AISSettings, ais_log_likelihood
 from infoae_pl.evaluation.estimators import (
     DEFAULT_CHUNK_SIZE,
     aggregate_posterior_mi,
@@ -82,31 +82,22 @@ class ImportanceSampledNLL(_ExampleMean):
 
 
 class AISNLL(_ExampleMean):
-    """−log p(x) by annealed importance sampling (``evaluation.ais``): ``num_steps`` intermediate
-    distributions from ``initial`` ("prior" or "posterior" = q(z|x)) to p(x, z), ``num_chains`` chains
-    per x, HMC with ``leapfrog_steps`` leapfrog steps and step sizes adapted toward ``target_acceptance``.
+    """−log p(x) by annealed importance sampling (``evaluation.ais``); ``settings`` are fields of
+    ``AISSettings``: ``num_steps`` intermediate distributions from ``initial`` ("prior" or "posterior" =
+    q(z|x)) to p(x, z), ``num_chains`` chains per x, HMC with ``leapfrog_steps`` leapfrog steps and step
+    sizes adapted toward ``target_acceptance``.
     An upper bound on the NLL in expectation that, unlike importance sampling with q(z|x), does not
     depend on how good the amortised posterior is once the chains have enough steps."""
 
     higher_is_better = False
 
-    def __init__(
-        self,
-        num_steps: int = 1000,
-        num_chains: int = 8,
-        leapfrog_steps: int = 2,
-        initial: str = "prior",
-        target_acceptance: float = 0.65,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, settings: AISSettings | None = None, **kwargs: Any) -> None:
+        fields = {k: kwargs.pop(k) for k in list(kwargs) if k in AISSettings.__dataclass_fields__}
         super().__init__(**kwargs)
-        self.settings = dict(num_steps=num_steps, num_chains=num_chains, leapfrog_steps=leapfrog_steps,
-                             initial=initial, target_acceptance=target_acceptance, chunk_size=chunk_size)
-        check_ais_settings(**self.settings)
+        self.settings = (settings or AISSettings(**fields)).checked()
 
     def _per_example(self, model: Any, x: Tensor) -> Tensor:
-        return -ais_log_likelihood(model, x, **self.settings)
+        return -ais_log_likelihood(model, x, **self.settings.as_kwargs())
 
 
 class PriorSampledNLL(_ExampleMean):
