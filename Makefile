@@ -18,7 +18,7 @@ help:
 	@echo "make test             install, then run the test suite"
 	@echo "make lint             ruff check"
 	@echo "make reproduce-fig1   install, then reproduce Figure 1 (PROFILE=default|paper)"
-	@echo "make reproduce-fig2   install, then reproduce Figure 2 (PROFILE=default|paper, DATASET=mnist5k|mnist|fashion_mnist,"
+	@echo "make reproduce-fig2   install, then reproduce Figure 2 (PROFILE=default|paper|paper_fashion, DATASET=mnist5k|mnist|fashion_mnist,"
 	@echo "                      DATA_DIR=folder of the MNIST IDX files, WORKERS=processes/GPUs)"
 	@echo "make reproduce-families  install, then train every likelihood-free family on ring8 and mnist5k (sample figures)"
 	@echo "make reproduce-lagrangian install, then learned against fixed multipliers (PROFILE=default|paper, DATA_DIR)"
