@@ -202,7 +202,8 @@ def test_image_data_writes_sample_and_reconstruction_grids(tmp_path, make_linear
     trainer = _trainer(tmp_path, EvaluationCallback(importance_samples=4, num_figure_samples=9))
     trainer.validate(LinearGaussianModule(model), datamodule=datamodule, verbose=False)
     figures = sorted(path.name for path in (Path(trainer.log_dir) / "figures").iterdir())
-    assert figures == ["val_prior_samples_step0000000.png", "val_reconstructions_step0000000.png"]
+    assert figures == [f"{name}.{kind}" for name in ("val_prior_samples_step0000000", "val_reconstructions_step0000000")
+                       for kind in ("pdf", "png")]  # every figure also as a PDF
 
 
 def test_implicit_generators_get_a_sample_histogram_and_no_likelihood_metrics(tmp_path) -> None:
@@ -345,7 +346,8 @@ def test_ring_data_logs_mode_coverage_and_draws_sample_and_code_scatters(tmp_pat
     assert logged["val/high_quality_fraction"] > 0.95  # P(χ²₂ ≤ 9) ≈ 0.989
     assert logged["val/mode_kl"] == pytest.approx(math.log(8 / 5), abs=0.02)
     figures = sorted(path.name for path in (Path(trainer.log_dir) / "figures").iterdir())
-    assert figures == ["val_code_grid_step0000000.png", "val_samples_step0000000.png"]
+    assert figures == [f"{name}.{kind}" for name in ("val_code_grid_step0000000", "val_samples_step0000000")
+                       for kind in ("pdf", "png")]
 
 
 def test_image_data_gets_a_code_grid_of_generator_outputs(tmp_path) -> None:
@@ -356,4 +358,5 @@ def test_image_data_gets_a_code_grid_of_generator_outputs(tmp_path) -> None:
         logged = trainer.validate(ImageCodeGenerator(), datamodule=datamodule, verbose=False)[0]
     assert set(logged) == {"val/loss", "val/mmd_x"}
     figures = sorted(path.name for path in (Path(trainer.log_dir) / "figures").iterdir())
-    assert figures == ["val_code_grid_step0000000.png", "val_prior_samples_step0000000.png"]
+    assert figures == [f"{name}.{kind}" for name in ("val_code_grid_step0000000", "val_prior_samples_step0000000")
+                       for kind in ("pdf", "png")]

@@ -8,7 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from infoae_pl.reproduce.fig1 import PROFILES, RUNS, check_claims, main, read_curves, run_name
+from infoae_pl.reproduce import fig1
+from infoae_pl.reproduce.fig1 import (
+    PROFILES,
+    RUNS,
+    check_claims,
+    legend_label,
+    main,
+    read_curves,
+    run_name,
+    write_curves,
+)
 
 STEPS = np.array([100, 500, 1000, 2000, 5000, 10000, 20000, 30000, 40000, 60000, 100000])
 WARMUP = 2000
@@ -107,3 +117,25 @@ def test_seeds_can_be_overridden(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "checks.json").read_text())["profile"]["seeds"] == [5]
     with pytest.raises(SystemExit):
         main(["--profile", "tiny", "--seeds", "1", "1", "--out", str(tmp_path)])
+
+
+def test_figures_only_redraws_fig1_from_saved_curves_without_training(tmp_path, monkeypatch):
+    rows = [{**r, "true_nll_prior_sampling_points": 1.3, "true_nll_quadrature_points": 1.3} for r in paper_like_rows()]
+    write_curves(rows, tmp_path / "curves.csv")
+    saved = (tmp_path / "curves.csv").read_bytes()
+    monkeypatch.setattr(fig1, "train", lambda *args, **kwargs: pytest.fail("--figures-only must not train"))
+    assert main(["--figures-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "fig1.png").stat().st_size > 10_000
+    assert (tmp_path / "fig1.pdf").read_bytes()[:5] == b"%PDF-"
+    assert (tmp_path / "curves.csv").read_bytes() == saved, "the saved results are read, never rewritten"
+    assert not (tmp_path / "checks.json").exists()
+
+
+def test_figures_only_without_saved_curves_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"curves\.csv"):
+        main(["--figures-only", "--out", str(tmp_path)])
+
+
+def test_runs_are_labelled_with_the_letter_beta():
+    assert legend_label(0.1, None) == r"$\beta = 0.1$"
+    assert legend_label(0.2, 3.0) == r"$\beta = 0.2$, MI bounded at 3"

@@ -1,31 +1,19 @@
 """Matplotlib figures for evaluation: image grids, 1-D densities and 2-D scatters.
 
 Figures are drawn on an explicit Agg canvas (no pyplot), so nothing changes the user's global
-backend and nothing needs closing.
+backend and nothing needs closing; ``save_figure`` (from :mod:`infoae_pl.plotting`, re-exported here)
+writes each as a PNG with a PDF beside it.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height))
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def save_figure(figure: Figure, path: str | Path) -> Path:
-    """Write ``figure`` as a PNG (parent folders created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+from infoae_pl.plotting import new_figure
+from infoae_pl.plotting import save_figure as save_figure
 
 
 def image_grid(images: np.ndarray, num_columns: int, padding: int = 1) -> np.ndarray:
@@ -47,7 +35,7 @@ def image_grid_figure(
 ) -> Figure:
     """A titled figure showing ``image_grid(images, num_columns)``, optionally one y tick label per row."""
     grid = image_grid(images, num_columns)
-    figure = _new_figure(max(2.0, grid.shape[1] / 20), max(2.0, grid.shape[0] / 20))
+    figure = new_figure(max(2.0, grid.shape[1] / 20), max(2.0, grid.shape[0] / 20))
     axes = figure.subplots()
     axes.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
     axes.set_title(title)
@@ -68,7 +56,7 @@ def scatter_figure(
     point_sets: list[tuple[str, np.ndarray]], title: str, background: np.ndarray | None = None
 ) -> Figure:
     """2-D points ``[N, 2]``, one colour and legend entry per labelled set, over grey ``background`` data."""
-    figure = _new_figure(6.0, 6.0)
+    figure = new_figure(6.0, 6.0)
     axes = figure.subplots()
     if background is not None:
         axes.scatter(background[:, 0], background[:, 1], s=4, c="0.6", alpha=0.5, linewidths=0, label="data")
@@ -91,7 +79,7 @@ def density_figure(
     bins: int = 60,
 ) -> Figure:
     """Histogram of 1-D ``data`` against the model: a density curve on ``grid`` and/or a sample histogram."""
-    figure = _new_figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0)
     axes = figure.subplots()
     axes.hist(data, bins=bins, density=True, alpha=0.5, label="data")
     if model_samples is not None:

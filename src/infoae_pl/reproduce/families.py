@@ -4,7 +4,8 @@ Each family (InfoVAE, AAE, InfoGAN, ALI/BiGAN, ALICE, CycleGAN) trains through `
 the package's ``configs/<family>_<dataset>.yaml`` (``--configs`` for another folder); the final
 evaluation's metrics (MMD of generated to real x, ring mode coverage, reconstruction error, InfoGAN's
 code accuracy) go to ``results.csv`` and, as mean, sd and range over seeds, to ``summary.md``;
-``ring8_samples.png`` and ``mnist5k_samples.png`` show samples. Each finished run's row and samples are
+``ring8_samples.png`` and ``mnist5k_samples.png`` (each with a PDF) show samples; ``--figures-only`` draws
+them again from the kept samples without training. Each finished run's row and samples are
 written at once, and a re-run skips the runs already done. SIGTERM (a pre-empted cluster job) stops the
 running run with a checkpoint, as ``infoae fit`` does; the same command then resumes it from there.
 """
@@ -32,6 +33,9 @@ from infoae_pl.shipped import CONFIGS, shipped_dir
 from infoae_pl.training import build_cli
 
 FAMILIES = ("infovae", "aae", "infogan", "ali_bigan", "alice", "cyclegan")
+#: The families as the paper writes them, for figure titles.
+FAMILY_NAMES = {"infovae": "InfoVAE", "aae": "AAE", "infogan": "InfoGAN", "ali_bigan": "ALI/BiGAN", "alice": "ALICE",
+                "cyclegan": "CycleGAN"}
 DATASETS = ("ring8", "mnist5k")
 #: Final-evaluation keys reported per run, and whether lower is better (None: no ordering).
 METRICS = {
@@ -86,13 +90,20 @@ def generate(model: Any, count: int, images: bool, seed: int = 0) -> torch.Tenso
     return (decoded_x(model, z) if images else model.sample_x(z)).cpu()
 
 
-def plot_ring(samples: dict[str, torch.Tensor], data: torch.Tensor, path: Path, title: str) -> None:
-    figure = Figure(figsize=(3.0 * len(samples), 3.3), layout="constrained")
-    axes = figure.subplots(1, len(samples), squeeze=False)[0]
-    for ax, (family, x) in zip(axes, samples.items()):
-        ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", label="data")
-        ax.scatter(x[:, 0], x[:, 1], s=2, c="tab:blue", alpha=0.5, label="samples")
-        ax.set(title=family, xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xticks=[], yticks=[])
+def plot_ring(samples: dict[str, torch.Tensor], data: torch.Tensor, centres: torch.Tensor, path: Path,
+              title: str) -> None:
+    """The data first, then each family's samples with the data's modes ringed on top (black circles), so
+    that modes without samples show even where samples are dense."""
+    figure = Figure(figsize=(2.9 * (len(samples) + 1), 3.4), layout="constrained")
+    axes = figure.subplots(1, len(samples) + 1, squeeze=False)[0]
+    axes[0].scatter(data[:, 0], data[:, 1], s=3, c="k", alpha=0.6, linewidths=0)
+    axes[0].set_title(f"data ({len(data)} draws)")
+    for ax, (family, x) in zip(axes[1:], samples.items()):
+        ax.scatter(x[:, 0], x[:, 1], s=3, c="tab:blue", alpha=0.5, linewidths=0)
+        ax.scatter(centres[:, 0], centres[:, 1], s=110, facecolors="none", edgecolors="k", linewidths=0.9, zorder=3)
+        ax.set_title(FAMILY_NAMES.get(family, family))
+    for ax in axes:
+        ax.set(xlim=(-3, 3), ylim=(-3, 3), aspect="equal", xticks=[], yticks=[])
     figure.suptitle(title)
     save_figure(figure, path)
 
@@ -102,7 +113,7 @@ def plot_images(samples: dict[str, torch.Tensor], path: Path, title: str) -> Non
     axes = figure.subplots(1, len(samples), squeeze=False)[0]
     for ax, (family, x) in zip(axes, samples.items()):
         ax.imshow(image_grid(x.reshape(-1, 1, 28, 28).numpy(), 8), cmap="gray", vmin=0, vmax=1)
-        ax.set(title=family, xticks=[], yticks=[])
+        ax.set(title=FAMILY_NAMES.get(family, family), xticks=[], yticks=[])
     figure.suptitle(title)
     save_figure(figure, path)
 
@@ -161,6 +172,38 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def draw_samples(out: Path, dataset: str, seed: int, steps: int) -> Path:
+    """Draw ``out/<dataset>_samples.png`` (and its PDF) from the samples kept in ``out/samples`` for ``seed``."""
+    samples = {f: torch.load(out / "samples" / f"{f}_{dataset}_seed{seed}.pt").float() for f in FAMILIES}
+    note = f"seed {seed}, {steps} steps"
+    path = out / f"{dataset}_samples.png"
+    if dataset == "ring8":
+        mixture = InfoAEDataModule(dataset="ring8").mixture
+        data = mixture.sample(2500, torch.Generator().manual_seed(0))[0]
+        plot_ring(samples, data, mixture.centres, path,
+                  f"ring of 8 Gaussians: the data, and each family's samples (blue) with the data's modes ringed ({note})")
+    else:
+        plot_images(samples, path, f"mnist5k: generated x, G(z) or mean of p(x|z) ({note})")
+    return path
+
+
+def redraw(out: Path, datasets: tuple[str, ...] = DATASETS) -> list[Path]:
+    """Draw the sample figures again from what ``out`` keeps (``results.csv`` and ``samples/``), without
+    training: per dataset, the lowest seed whose samples every family kept."""
+    rows = read_results(out / "results.csv")
+    if not rows:
+        raise FileNotFoundError(f"--figures-only draws from {out / 'results.csv'}, which holds no runs: "
+                                "run the reproduction first")
+    paths = []
+    for dataset in datasets:
+        kept = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == dataset and all(
+            (out / "samples" / f"{f}_{dataset}_seed{r['seed']}.pt").is_file() for f in FAMILIES))
+        if not kept:
+            raise FileNotFoundError(f"{out / 'samples'} lacks the {dataset} samples of every family for any seed")
+        paths.append(draw_samples(out, dataset, *kept[0]))
+    return paths
+
+
 def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
     """Train every family on ``datasets`` (skipping runs already in ``results.csv``); write the figures,
     ``results.csv`` and ``summary.md`` into ``out``."""
@@ -193,14 +236,7 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
                     images = dataset != "ring8"
                     torch.save(generate(model, 64 if images else 2500, images).half(), out / "samples" / f"{name}.pt")
                 print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
-        first = profile.seeds[dataset][0]
-        samples = {f: torch.load(out / "samples" / f"{f}_{dataset}_seed{first}.pt").float() for f in FAMILIES}
-        note = f"seed {first}, {profile.steps[dataset]} steps"
-        if dataset == "ring8":
-            data = InfoAEDataModule(dataset="ring8").mixture.sample(2500, torch.Generator().manual_seed(0))[0]
-            plot_ring(samples, data, out / "ring8_samples.png", f"ring of 8 Gaussians: samples (blue) over data ({note})")
-        else:
-            plot_images(samples, out / "mnist5k_samples.png", f"mnist5k: generated x, G(z) or mean of p(x|z) ({note})")
+        draw_samples(out, dataset, profile.seeds[dataset][0], profile.steps[dataset])
     (out / "summary.md").write_text(summarise(read_results(results)))  # every dataset run so far
     return rows
 
@@ -213,7 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", default=None,
                         help="folder of the example configs (default: the configs/ shipped in the package)")
     parser.add_argument("--out", default="reproduce/families", help="output folder (default: reproduce/families)")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="no training: draw the sample figures (PNG and PDF) again from --out's results.csv and samples/")
     args = parser.parse_args(argv)
+    if args.figures_only:
+        for path in redraw(Path(args.out), tuple(args.datasets)):
+            print(f"wrote {path} and its PDF")
+        return 0
     profile = PROFILES[args.profile]
     if args.seeds is not None:
         profile = replace(profile, seeds={**profile.seeds, "ring8": args.seeds})

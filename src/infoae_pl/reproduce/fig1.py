@@ -6,7 +6,9 @@ several seeds are trained together as one vectorised model (:class:`StackedModul
 (E_q[log p(x|z)] on the training batches, averaged over the last ``smooth_steps`` steps, clipped at
 the bound as the bounded runs' loss sees it), its unclipped held-out value, the Barber–Agakov bound
 H(x) + E_q[log p(x|z)], the NLL by prior sampling (the paper's estimator) and by quadrature over z
-(the accurate one). Claims (1)–(4) of section 4.1 are then checked from these curves.
+(the accurate one). Claims (1)–(4) of section 4.1 are then checked from these curves. Writes
+``fig1.png`` (and ``fig1.pdf``), ``curves.csv`` and ``checks.json``; ``--figures-only`` draws the figure
+again from a saved ``curves.csv`` without training.
 
 SIGTERM (a pre-empted cluster job) stops it within seconds, even mid-evaluation: the curves so far go
 to ``curves.csv`` and the training state (models, optimiser, curves) to ``preempted.ckpt``, from which
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import matplotlib.ticker
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
@@ -34,6 +37,7 @@ from torch import Tensor
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import prior_sampled_log_likelihood, quadrature_log_likelihood
 from infoae_pl.models.stacked import StackedModules
+from infoae_pl.plotting import new_figure, save_figure
 from infoae_pl.preemption import Preempted, SaveOnSigterm, check
 from infoae_pl.reproduce.options import DistinctSeeds, positive_int, with_overrides
 
@@ -349,51 +353,72 @@ def read_curves(path: Path) -> list[dict[str, Any]]:
 
 
 COLOURS = {0.1: "tab:blue", 0.2: "tab:orange", 1.0: "tab:green"}
+#: The three panels: curve key, title, y label, log-scaled y.
+PANELS = (
+    ("mi_estimate", "(a) estimated mutual information", r"$E_q[\log p(x|z)]$ (nats)", False),
+    ("nll_prior_sampling", "(b) NLL by prior sampling (the paper's estimator)", "NLL (nats)", True),
+    ("nll_quadrature", "(c) NLL by quadrature over z (accurate)", "NLL (nats)", True),
+)
+
+
+def legend_label(beta: float, bound: float | None) -> str:
+    r"""A run's legend entry with β in mathtext, e.g. ``$\beta = 0.1$, MI bounded at 3``."""
+    return rf"$\beta = {beta:g}$" + (f", MI bounded at {bound:g}" if bound is not None else "")
+
+
+def figure_title(profile_name: str, seeds: int) -> str:
+    """The figure's title: the profile, and what lines and bands show when there are several seeds."""
+    return (f"Figure 1: β-VAE on the 1-D mixture ({profile_name} profile; "
+            + (f"lines: mean of {seeds} seeds, bands: min–max)" if seeds > 1 else "1 seed)"))
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Two panels like the paper's: MI (left) and NLL (right, log scale), mean over seeds with min–max band."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-    panels = (("mi_estimate", "estimated MI  E_q[log p(x|z)] (nats)", False),
-              ("nll_prior_sampling", "NLL, prior sampling (paper's estimator, nats)", True),
-              ("nll_quadrature", "NLL, quadrature over z (accurate, nats)", True))
-    for ax, (key, label, log_y) in zip(axes, panels):
+    """Three panels like the paper's: MI, and the NLL by each estimator (log scale), against the iteration
+    (log scale); each run's mean over seeds, with a light min–max band; written as PNG and PDF."""
+    figure = new_figure(15.0, 4.6, layout="constrained")
+    axes = figure.subplots(1, 3)
+    for ax, (key, panel_title, label, log_y) in zip(axes, PANELS):
         if key.startswith("nll"):
             best = rows[0][f"true_{key}_points"]
-            ax.axhline(best, color="k", lw=0.8, ls=":", label=f"true density on these x: {best:.2f}")
-        for beta, bound in RUNS:
-            run = run_name(beta, None if bound is None else 3.0)
-            if not any(r["run"] == run for r in rows):
-                continue
-            steps, values = _curves(rows, run, key)
-            ax.plot(steps, values.mean(0), color=COLOURS[beta], ls="--" if bound else "-", label=run)
-            ax.fill_between(steps, values.min(0), values.max(0), color=COLOURS[beta], alpha=0.15, lw=0)
+            ax.axhline(best, color="k", lw=0.9, ls=":", label=f"true density on these x: {best:.2f} nats")
+        for beta, bound in dict.fromkeys((r["beta"], r["bound"]) for r in rows):  # the runs, in RUNS' order
+            steps, values = _curves(rows, run_name(beta, bound), key)
+            ax.plot(steps, values.mean(0), color=COLOURS[beta], ls="--" if bound is not None else "-", lw=1.6,
+                    label=legend_label(beta, bound))
+            if len(values) > 1:
+                ax.fill_between(steps, values.min(0), values.max(0), color=COLOURS[beta], alpha=0.07, lw=0)
         ax.set_xscale("log")
         if log_y:
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+            ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.0)))
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(panel_title)
         ax.set_xlabel("iteration")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8, handles=axes[1].get_legend_handles_labels()[0][:1])
-    axes[2].legend(fontsize=8, handles=axes[2].get_legend_handles_labels()[0][:1])
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    axes[0].legend(fontsize=9)
+    for ax in axes[1:]:
+        ax.legend(fontsize=9, handles=ax.get_legend_handles_labels()[0][:1])
+    figure.suptitle(title)
+    save_figure(figure, path, dpi=110)
+
+
+def redraw(out: Path) -> Path:
+    """Draw ``fig1.png`` (and its PDF) again from the ``curves.csv`` saved in ``out``, without training;
+    the title names the profile recorded in ``checks.json`` when there is one."""
+    curves = out / "curves.csv"
+    if not curves.is_file():
+        raise FileNotFoundError(f"--figures-only draws from {curves}, which does not exist: run the reproduction first")
+    rows = read_curves(curves)
+    checks = out / "checks.json"
+    name = json.loads(checks.read_text())["profile"]["name"] if checks.is_file() else "saved"
+    plot(rows, out / "fig1.png", figure_title(name, len({r["seed"] for r in rows})))
+    return out / "fig1.png"
 
 
 def reproduce(profile: Profile, out: Path, progress: bool = True) -> dict[str, Any]:
-    """Train, then write ``fig1.png``, ``curves.csv`` and ``checks.json`` into ``out``."""
+    """Train, then write ``fig1.png`` (and ``fig1.pdf``), ``curves.csv`` and ``checks.json`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     recorder, entropy, seconds = train(profile, progress=progress, out=out)
     rows = recorder.rows
@@ -413,7 +438,7 @@ def reproduce(profile: Profile, out: Path, progress: bool = True) -> dict[str, A
     checks["all_hold_prior_sampling"] = all(c["holds"] for c in checks["claims_on_prior_sampling_nll"].values())
     checks["all_hold_quadrature"] = all(c["holds"] for c in checks["claims_on_quadrature_nll"].values())
     (out / "checks.json").write_text(json.dumps(checks, indent=2))
-    plot(rows, out / "fig1.png", f"Figure 1 ({profile.name} profile, {len(profile.seeds)} seed{'s' * (len(profile.seeds) != 1)}, band = min–max)")
+    plot(rows, out / "fig1.png", figure_title(profile.name, len(profile.seeds)))
     for name in (PREEMPTED, PREEMPTED_PROFILE):  # the complete outputs supersede a pre-empted run's state
         (out / name).unlink(missing_ok=True)
     return checks
@@ -426,7 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=positive_int, help="override the profile's number of steps")
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's seeds (e.g. --seeds 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="no training: draw fig1.png and fig1.pdf again from the curves.csv saved in --out")
     args = parser.parse_args(argv)
+    if args.figures_only:
+        print(f"wrote {redraw(Path(args.out))} and its PDF from {args.out}/curves.csv")
+        return 0
     profile = with_overrides(PROFILES[args.profile], seeds=args.seeds, steps=args.steps)
     try:
         preempted_state(profile, Path(args.out))

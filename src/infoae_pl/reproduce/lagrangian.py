@@ -5,8 +5,9 @@ fixed: the fixed-λ runs take λ_ELBO from a grid, the learned-λ runs are given
 learn λ_ELBO ≥ 0 by projected ascent.  Each run is measured on held-out data: the −ELBO (consistency)
 and the rate E_q[KL(q(z|x)‖p(z))], which bounds I_q from above and equals it when q(z) = p(z), as the
 MMD term enforces (the aggregate-posterior estimate saturates at log N, far below these values).
-Writes ``pareto.png``, ``results.csv`` and ``checks.json``: which budgets end active, and whether each
-learned point lies on the front of the fixed grid (no fixed run has both a lower −ELBO and a higher rate).
+Writes ``pareto.png`` (and ``pareto.pdf``), ``results.csv`` and ``checks.json``: which budgets end active,
+and whether each learned point lies on the front of the fixed grid (no fixed run has both a lower −ELBO
+and a higher rate). ``--figures-only`` draws the figure again from a saved ``results.csv`` without training.
 
 SIGTERM (a pre-empted cluster job) stops it within seconds: the finished runs' rows and the running
 run's checkpoint go to ``preempted.json`` and ``preempted.ckpt``, from which the same command resumes.
@@ -26,12 +27,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 from torch.distributions import kl_divergence
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.estimators import elbo
-from infoae_pl.evaluation.figures import save_figure
 from infoae_pl.models import LagrangianModule
+from infoae_pl.plotting import new_figure, save_figure, spread_labels
 from infoae_pl.preemption import Preempted, SaveOnSigterm
 from infoae_pl.reproduce.options import positive_int, with_overrides
 
@@ -139,26 +141,120 @@ def front_check(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"per_budget": out, "all_on_front": all(v["on_front"] for v in out.values())}
 
 
-def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    figure = Figure(figsize=(6.5, 4.5), layout="constrained")
-    ax = figure.subplots()
+X_LABEL = "−ELBO on held-out data (nats): consistency"
+Y_LABEL = r"rate $E_q\,$KL(q(z|x)‖p(z)) ≥ $I_q$ (nats)"
+
+
+def point_label(row: dict[str, Any]) -> str:
+    """``λ=1.5`` for a fixed run; ``ε=100: λ→34`` for a learned one (``slack`` when its budget ends slack)."""
+    if row["kind"] == "fixed":
+        return f"λ={row['lambda_elbo']:g}"
+    return f"ε={row['epsilon']:g}: λ→{row['lambda_elbo']:.2g}" + (" (slack)" if row.get("status") == "slack" else "")
+
+
+def zoom_box(rows: list[dict[str, Any]]) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of the zoom on the fixed-λ grid, where the runs crowd: its extent with a margin of
+    15% (at least 2 nats), widened on the left for the learned runs' labels and on the right for the fixed
+    runs'; learned points outside it are shown in the overview only."""
+    fixed = [r for r in rows if r["kind"] == "fixed"] or rows
+    xs, ys = [r["neg_elbo"] for r in fixed], [r["rate"] for r in fixed]
+    pad_x, pad_y = max(2.0, 0.15 * (max(xs) - min(xs))), max(2.0, 0.15 * (max(ys) - min(ys)))
+    width = max(xs) - min(xs) + 2 * pad_x
+    return min(xs) - pad_x - 0.45 * width, max(xs) + pad_x + 0.15 * width, min(ys) - pad_y, max(ys) + pad_y
+
+
+def _inside(row: dict[str, Any], box: tuple[float, float, float, float]) -> bool:
+    return box[0] <= row["neg_elbo"] <= box[1] and box[2] <= row["rate"] <= box[3]
+
+
+def _draw_runs(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """The fixed grid as a line, the learned runs as stars and each budget ε as a dotted line."""
     fixed = sorted((r for r in rows if r["kind"] == "fixed"), key=lambda r: r["neg_elbo"])
-    ax.plot([r["neg_elbo"] for r in fixed], [r["rate"] for r in fixed], "o-", color="tab:blue", label="fixed λ (grid)")
-    for r in fixed:
-        ax.annotate(f"λ={r['lambda_elbo']:g}", (r["neg_elbo"], r["rate"]), textcoords="offset points", xytext=(4, 4),
-                    fontsize=8, color="tab:blue")
+    ax.plot([r["neg_elbo"] for r in fixed], [r["rate"] for r in fixed], "o-", color="tab:blue", ms=5,
+            label="fixed λ (grid)")
     learned = [r for r in rows if r["kind"] == "learned"]
-    ax.plot([r["neg_elbo"] for r in learned], [r["rate"] for r in learned], "*", ms=12, color="tab:red",
+    ax.plot([r["neg_elbo"] for r in learned], [r["rate"] for r in learned], "*", ms=13, color="tab:red",
             label="learned λ (budget ε)")
-    for r in learned:
-        ax.axvline(r["epsilon"], color="tab:red", lw=0.6, ls=":")
-        ax.annotate(f"ε={r['epsilon']:g}\nλ→{r['lambda_elbo']:.2g}", (r["neg_elbo"], r["rate"]),
-                    textcoords="offset points", xytext=(4, -18), fontsize=8, color="tab:red")
-    ax.set(xlabel="−ELBO on held-out data (nats): consistency", ylabel="rate E_q KL(q(z|x)‖p(z)) ≥ I_q (nats)",
-           title=title)
+    for i, r in enumerate(learned):
+        ax.axvline(r["epsilon"], color="tab:red", lw=0.7, ls=":", alpha=0.7,
+                   label="budget ε on the training −ELBO" if i == 0 else None)
+    ax.set_xlabel(X_LABEL)
     ax.grid(alpha=0.3)
-    ax.legend()
-    save_figure(figure, path)
+
+
+def _label_points(ax: Any, rows: list[dict[str, Any]], side: str, limits: tuple[float, float, float, float]) -> None:
+    """Label ``rows`` on one ``side`` of their points ("left"/"right"), the labels moved apart vertically
+    (at least 7% of the panel's height) and joined to their points by thin lines."""
+    x0, x1, y0, y1 = limits
+    heights = spread_labels([r["rate"] for r in rows], 0.07 * (y1 - y0))
+    sign = -1 if side == "left" else 1
+    for row, height in zip(rows, heights):
+        colour = "tab:blue" if row["kind"] == "fixed" else "tab:red"
+        ax.annotate(point_label(row), (row["neg_elbo"], row["rate"]), xytext=(row["neg_elbo"] + sign * 0.06 * (x1 - x0), height),
+                    textcoords="data", ha="right" if side == "left" else "left", va="center", fontsize=9, color=colour,
+                    arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.6, "shrinkA": 1, "shrinkB": 4})
+
+
+def pareto_figure(rows: list[dict[str, Any]], title: str) -> Figure:
+    """The rate against the held-out −ELBO of every run, labelled without overlaps: where learned points lie
+    far from the fixed grid, an overview of all runs (left) beside a zoom on the grid (right)."""
+    box = zoom_box(rows)
+    inside = [r for r in rows if _inside(r, box)]
+    outside = [r for r in rows if not _inside(r, box)]
+    figure = new_figure(13.0 if outside else 7.5, 5.2, layout="constrained")
+    axes = figure.subplots(1, 2 if outside else 1, squeeze=False, width_ratios=[1, 1.3] if outside else None)[0]
+    zoom = axes[-1]
+    _draw_runs(zoom, rows)
+    limits = x0, x1, y0, y1 = box
+    zoom.set_xlim(x0, x1)
+    zoom.set_ylim(y0, y1)
+    _label_points(zoom, [r for r in inside if r["kind"] == "fixed"], "right", limits)
+    _label_points(zoom, [r for r in inside if r["kind"] == "learned"], "left", limits)
+    zoom.set_ylabel(Y_LABEL)
+    zoom.legend(loc="lower right", fontsize=9)
+    if outside:
+        overview = axes[0]
+        _draw_runs(overview, rows)
+        overview.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ls="--", lw=0.9, color="0.4"))
+        overview.annotate("zoom (right)", (x1, y0), xytext=(4, 2), textcoords="offset points", fontsize=9, color="0.3")
+        xs, ys = [r["neg_elbo"] for r in rows] + [x0, x1], [r["rate"] for r in rows] + [y0, y1]
+        span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+        overview_limits = (min(xs) - 0.04 * span_x, max(xs) + 0.06 * span_x, min(ys) - 0.05 * span_y,
+                           max(ys) + 0.08 * span_y)
+        overview.set_xlim(overview_limits[0], overview_limits[1])
+        overview.set_ylim(overview_limits[2], overview_limits[3])
+        _label_points(overview, outside, "left", overview_limits)
+        overview.set_ylabel(Y_LABEL)
+        overview.set_title("all runs")
+        zoom.set_title("zoom on the fixed-λ grid")
+    figure.suptitle(title)
+    return figure
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Write :func:`pareto_figure` to ``path`` (PNG) and beside it as PDF."""
+    save_figure(pareto_figure(rows, title), path, dpi=110)
+
+
+def redraw(out: Path) -> Path:
+    """Draw ``pareto.png`` (and its PDF) again from the ``results.csv`` saved in ``out``, without training;
+    the title names the profile recorded in ``checks.json`` when there is one."""
+    results = out / "results.csv"
+    if not results.is_file():
+        raise FileNotFoundError(f"--figures-only draws from {results}, which does not exist: run the reproduction first")
+    rows = [{k: v if k in ("kind", "status") else (float(v) if v != "" else None) for k, v in row.items()}
+            for row in csv.DictReader(results.open())]
+    checks = out / "checks.json"
+    profile = json.loads(checks.read_text())["profile"] if checks.is_file() else None
+    plot(rows, out / "pareto.png", figure_title(profile))
+    return out / "pareto.png"
+
+
+def figure_title(profile: dict[str, Any] | None) -> str:
+    """The figure's title, naming the profile, dataset and seed where known."""
+    if profile is None:
+        return "learned vs fixed λ"
+    return f"learned vs fixed λ ({profile['name']} profile, {profile['dataset']}, seed {profile['seed']})"
 
 
 def reproduce(profile: Profile, out: Path, data_dir: str | None = None) -> dict[str, Any]:
@@ -198,7 +294,7 @@ def reproduce(profile: Profile, out: Path, data_dir: str | None = None) -> dict[
     checks = {"profile": asdict(profile), **front_check(rows),
               "wall_seconds": round(sum(r["seconds"] for r in rows), 1)}
     (out / "checks.json").write_text(json.dumps(checks, indent=2))
-    plot(rows, out / "pareto.png", f"learned vs fixed λ ({profile.name} profile, {profile.dataset}, seed {profile.seed})")
+    plot(rows, out / "pareto.png", figure_title(asdict(profile)))
     for name in (PREEMPTED, PREEMPTED_ROWS):  # the complete outputs supersede a pre-empted run's state
         (out / name).unlink(missing_ok=True)
     return checks
@@ -210,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="folder of the MNIST IDX files (paper profile)")
     parser.add_argument("--steps", type=positive_int, help="override the profile's training steps")
     parser.add_argument("--out", default="reproduce/lagrangian", help="output folder (default: reproduce/lagrangian)")
+    parser.add_argument("--figures-only", action="store_true",
+                        help="no training: draw pareto.png and pareto.pdf again from the results.csv saved in --out")
     args = parser.parse_args(argv)
+    if args.figures_only:
+        print(f"wrote {redraw(Path(args.out))} and its PDF from {args.out}/results.csv")
+        return 0
     profile = with_overrides(PROFILES[args.profile], steps=args.steps)
     try:
         preempted_rows(profile, Path(args.out))
