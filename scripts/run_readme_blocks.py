@@ -40,6 +40,10 @@ TINY_FORMS: list[tuple[str, str | None]] = [
     (r"^infoae --help$", ""),
     (r"^infoae theory ", ""),
     (r"^infoae sweep report ", ""),  # reads the tiny study the sweep lines wrote
+    # a server: serve the tiny study for 20 s on a free port, then Ctrl-C it (it exits 0)
+    (r"^infoae sweep wandb-dashboard ", ""),  # offline: writes the workspace's specification
+    (r"^infoae sweep dashboard ", "--port 0 & server=$!; sleep 20; kill -INT $server; wait $server"),
+    (r"^infoae reproduce \w+ .*--figures-only", ""),  # redraws from the committed results: already quick
     (r"^infoae sweep ", "--n-trials 2"),
     (r"^\.venv/bin/python benchmarks/bench_train_step\.py$", "--steps 6 --warmup 1 --repeats 1 --out {tmp}/b1.json"),
     (r"^\.venv/bin/python benchmarks/bench_nll\.py$", "--examples 4 --samples 16 --rounds 1 --out {tmp}/b2.json"),

@@ -1,4 +1,4 @@
-"""Each wrapper of :mod:`infoae_pl._compat` against the installed Lightning, Optuna and torch.
+"""Each wrapper of :mod:`infoae_pl._compat` against the installed Lightning, Optuna, torch and wandb-workspaces.
 
 Every wrapper reaches a private attribute; these tests exercise the behaviour the package relies on,
 so an upgrade that moves or changes one fails here, by name, rather than deep inside a training run.
@@ -16,7 +16,7 @@ import optuna
 import pytest
 import torch
 from lightning.pytorch.demos.boring_classes import BoringModel
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
@@ -31,6 +31,8 @@ from infoae_pl._compat import (
     study_storage,
     trial_id,
     uncounted_optimizer_steps,
+    wandb_init_arguments,
+    workspace_view,
 )
 
 
@@ -125,6 +127,35 @@ def test_uncounted_optimizer_steps_do_not_advance_global_step(tmp_path):
     assert module.batches == 2, "max_steps counts the counted steps only"
     assert module.global_steps == [(0, 1), (1, 2)]
     assert trainer.global_step == 2
+
+
+def test_wandb_init_arguments_changed_before_the_run_starts_reach_wandb_init(tmp_path):
+    logger = WandbLogger(project="compat", save_dir=str(tmp_path), mode="offline")
+    wandb_init_arguments(logger).update(name="named", group="grouped", job_type="checked", config={"a": {"b": 1}})
+    run = logger.experiment
+    try:
+        assert (run.name, run.group, run.job_type, run.config["a"]) == ("named", "grouped", "checked", {"b": 1})
+    finally:
+        run.finish()
+
+
+# wandb-workspaces --------------------------------------------------------------------------------
+def test_workspace_view_is_the_saved_specification_of_its_panels():
+    import wandb_workspaces.reports.v2 as wr
+    import wandb_workspaces.workspaces as ws
+
+    workspace = ws.Workspace(entity="e", project="p", name="view", sections=[ws.Section(name="s", panels=[
+        wr.ScatterPlot(x=wr.Config("model.init_args.beta"), y=wr.SummaryMetric("final/val/nll"), log_x=True),
+    ])], runset_settings=ws.RunsetSettings(filters=ws.And(ws.Metric("Group") == "g")))
+    view = workspace_view(workspace)
+    assert (view["entity"], view["project"], view["displayName"]) == ("e", "p", "view")
+    (section,) = view["spec"]["section"]["panelBankConfig"]["sections"]
+    (panel,) = section["panels"]
+    assert section["name"] == "s" and panel["viewType"] == "Scatter Plot"
+    assert panel["config"] == {"xAxis": "config:model.value.init_args.beta", "yAxis": "summary:final/val/nll",
+                               "xAxisLogScale": True}
+    (condition,) = view["spec"]["section"]["runSets"][0]["filters"]["filters"]
+    assert (condition["key"], condition["op"], condition["value"]) == ({"section": "run", "name": "group"}, "=", "g")
 
 
 # torch -------------------------------------------------------------------------------------------

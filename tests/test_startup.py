@@ -40,6 +40,7 @@ def dispatch(*argv: str) -> dict:
         (["theory", "compile", "--preset", "beta_elbo", "--param", "beta=0.5"], "tractable:"),
         (["sweep", "--help"], "usage: infoae sweep"),
         (["sweep", "report", "--help"], "usage: infoae sweep report"),
+        (["sweep", "dashboard", "--help"], "usage: infoae sweep dashboard"),
         (["reproduce", "--help"], "usage: infoae reproduce FIGURE"),
     ],
 )

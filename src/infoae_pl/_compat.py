@@ -1,4 +1,4 @@
-"""Every use of a private API of Lightning, Optuna or torch, in one place.
+"""Every use of a private API of Lightning, Optuna, torch or wandb-workspaces, in one place.
 
 Each function wraps one private attribute that no public API offers; ``tests/test_compat.py`` checks
 each against the installed versions, so an upgrade that moves one fails there, loudly, not deep
@@ -52,6 +52,13 @@ def logging_step(trainer: Any) -> int:
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
 
+def wandb_init_arguments(logger: Any) -> dict[str, Any]:
+    """The keyword arguments a ``WandbLogger`` passes to ``wandb.init`` when its run starts; changed before
+    then, they name, group and describe the run (the logger offers no setter, and W&B fixes a run's group
+    and job type at ``init``)."""
+    return logger._wandb_init
+
+
 # Optuna ------------------------------------------------------------------------------------------
 def study_storage(study: Any) -> Any:
     """The storage object a study reads and writes through (``Study`` keeps it private; a second one
@@ -102,6 +109,13 @@ def _noting_rdb_storage() -> type:
     return NotingRDBStorage
 
 
+# wandb-workspaces --------------------------------------------------------------------------------
+def workspace_view(workspace: Any) -> dict[str, Any]:
+    """The view a ``wandb_workspaces`` ``Workspace`` saves to W&B (what ``Workspace.save`` sends), as JSON
+    data: panel types and the metric and config keys they plot, without the network."""
+    return workspace._to_model().model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
 # torch -------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def distribution_validation(enabled: bool) -> Iterator[None]:
@@ -125,4 +139,6 @@ __all__ = [
     "study_storage",
     "trial_id",
     "uncounted_optimizer_steps",
+    "wandb_init_arguments",
+    "workspace_view",
 ]

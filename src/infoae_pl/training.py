@@ -5,12 +5,14 @@
 
 Every run writes into a folder of its own (``runs/infoae/version_N`` by default) whatever its loggers,
 ends with a validation of its last step and a checkpoint (``checkpoints/last.ckpt``), and ``infoae``
-prints where its results went.
+prints where its results went. A W&B run is named, grouped, tagged and configured from the resolved
+config (:mod:`infoae_pl.loggers`), and its summary keeps the monitored metric's best and final values.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 from pathlib import Path
@@ -19,13 +21,14 @@ from typing import Any
 import torch
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.errors import OptionError, OptionErrorsCLI
+from infoae_pl.loggers import BestAndFinal, describe_run, run_description
 from infoae_pl.preemption import (
     SaveOnSigterm,
     fingerprint,
@@ -105,6 +108,14 @@ class FinalValidation(Callback):
                            f"validation and checkpoint are from step {self.validated_step}")
 
 
+def monitored_metrics(trainer: Trainer) -> dict[str, str]:
+    """The metrics the trainer's checkpoint and early-stopping callbacks monitor, with their modes (min or
+    max); ``val/loss`` (min), which every module logs, where none monitors one."""
+    monitored = {callback.monitor: callback.mode for callback in trainer.callbacks
+                 if isinstance(callback, (ModelCheckpoint, EarlyStopping)) and callback.monitor}
+    return monitored or {"val/loss": "min"}
+
+
 def next_run_folder(parent: Path) -> Path:
     """``parent/version_N`` with N one more than the highest there (CSVLogger's numbering, so both share it)."""
     taken = [int(p.name[len("version_"):]) for p in parent.glob("version_*") if p.name[len("version_"):].isdigit()]
@@ -126,6 +137,20 @@ def run_folder_arguments(trainer_config: Any) -> dict[str, Any]:
         return {}
     save_dir = loggers[0].save_dir or trainer_config.get("default_root_dir") or RUNS_DIR
     return {"logger": [CSVLogger(save_dir=save_dir, name=RUN_NAME), *loggers]}
+
+
+def forget_inherited_run_names(trainer_config: Any) -> None:
+    """A W&B logger chosen in a config replaces the default CSVLogger and inherits its ``name: infoae``
+    (jsonargparse keeps the arguments both classes take): not a run name the user gave, so it goes, and
+    the run gets its described name (:meth:`InfoAECLI.describe_wandb_runs`)."""
+    logger = trainer_config.get("logger")
+    for entry in logger if isinstance(logger, list) else [logger]:
+        class_path = entry.get("class_path") if hasattr(entry, "get") else None
+        if not class_path or entry.get("init_args", {}).get("name") != RUN_NAME:
+            continue
+        module, _, name = class_path.rpartition(".")
+        if issubclass(getattr(importlib.import_module(module), name), WandbLogger):
+            entry["init_args"]["name"] = None
 
 
 def keep_last_checkpoint(trainer: Trainer) -> None:
@@ -202,6 +227,7 @@ class InfoAECLI(OptionErrorsCLI, QuietCLI, LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
         use_threads(config.get("threads"))
+        forget_inherited_run_names(config.get("trainer", {}))
         checkpoint = config.get("ckpt_path")
         if checkpoint and checkpoint not in _NAMED_CHECKPOINTS and "://" not in checkpoint \
                 and not Path(checkpoint).is_file():
@@ -213,10 +239,27 @@ class InfoAECLI(OptionErrorsCLI, QuietCLI, LightningCLI):
             kwargs.update(run_folder_arguments(config_init.get("trainer", {})))
         trainer = super().instantiate_trainer(**kwargs)
         keep_last_checkpoint(trainer)
+        wandb_loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if wandb_loggers:
+            self.describe_wandb_runs(wandb_loggers)
+            if not any(isinstance(callback, BestAndFinal) for callback in trainer.callbacks):
+                trainer.callbacks.append(BestAndFinal(monitored_metrics(trainer)))
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         created = _first_missing(run_dir)
         self._new_run_dir = (run_dir, created) if created else None
         return trainer
+
+    @property
+    def job_type(self) -> str:
+        """The W&B job type of this command's runs: its subcommand (fit, validate, test)."""
+        return self.subcommand or "run"
+
+    def describe_wandb_runs(self, loggers: list[WandbLogger]) -> None:
+        """Name, group, tag and configure the W&B runs of ``loggers`` (before they start) from this CLI's
+        model and resolved config (:func:`~infoae_pl.loggers.run_description`); what the user set wins."""
+        description = run_description(self.model, self._subcommand_config().as_dict(), self.job_type)
+        for logger in loggers:
+            describe_run(logger, description)
 
     def before_fit(self) -> None:
         """SIGTERM (a pre-empted cluster job) saves a checkpoint; the same command (the same resolved config,
@@ -292,5 +335,5 @@ def build_cli(argv: list[str] | None) -> InfoAECLI:
     )
 
 
-__all__ = ["CLI_DEFAULTS", "THREADS_ENV", "FinalValidation", "InfoAECLI", "build_cli", "results_summary",
-           "run_lightning", "threads_setting", "use_threads"]
+__all__ = ["CLI_DEFAULTS", "THREADS_ENV", "FinalValidation", "InfoAECLI", "build_cli", "monitored_metrics",
+           "results_summary", "run_lightning", "threads_setting", "use_threads"]

@@ -8,7 +8,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from wandb_records import run_record
+from wandb_records import run_record, run_summary
 
 import infoae_pl.nets.heads as heads
 from infoae_pl._compat import trial_id
@@ -62,7 +62,10 @@ def test_batched_trials_log_and_score_exactly_like_separate_trials(write_study, 
         assert (together_dir / "config.yaml").is_file()
         (wandb_run,) = (together_dir / "wandb").glob("offline-run-*")
         record = run_record(wandb_run)
-        assert record.run_group == "batched" and record.display_name == f"batched-trial-{together.number}"
+        assert record.run_group == "batched" and record.display_name == f"batched-trial-{together.number:04d}"
+        assert run_summary(wandb_run)["final/val/nll"] == pytest.approx(together.values[0])
+        assert together.user_attrs["run_dir"] == str(together_dir.resolve())
+        assert together.user_attrs["wandb_run_id"] == record.run_id
 
 
 def test_a_pruned_and_a_non_finite_trial_stop_alone(write_study, monkeypatch):

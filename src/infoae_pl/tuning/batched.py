@@ -32,12 +32,21 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from infoae_pl._compat import logger_writes_this_step, logging_step
 from infoae_pl.evaluation import EvaluationCallback
+from infoae_pl.loggers import BestAndFinal
 from infoae_pl.models.stacked import StackedModules
 from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resume_attrs
 from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import FinalValidation
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
-from infoae_pl.tuning.trial import TrialCLI, build_cli, objective_values, quiet_trial_warnings, trial_loggers
+from infoae_pl.tuning.trial import (
+    TrialCLI,
+    build_cli,
+    objective_modes,
+    objective_values,
+    quiet_trial_warnings,
+    record_run_attrs,
+    trial_loggers,
+)
 
 #: Search-space keys a batch of trials may vary: the model's arguments (each class says which of them
 #: are coefficients) and the seed.
@@ -133,6 +142,7 @@ class TrialGroup(L.Callback):
     def __init__(self, spec: StudySpec, slots: list[TrialSlot], progress_seconds: float = 60.0) -> None:
         self.spec = spec
         self.slots = {slot.name: slot for slot in slots}
+        self.summaries = {slot.name: BestAndFinal(objective_modes(spec)) for slot in slots}  # W&B best/final
         self.epoch = 0  # of the last training step (the trainer's counter moves on when an epoch ends)
         self.progress_seconds = progress_seconds
         self.started = self.printed = time.perf_counter()
@@ -181,6 +191,7 @@ class TrialGroup(L.Callback):
         for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
             metrics = self.evaluate(trainer, module, slot, "validate")
             slot.metrics.update(metrics)
+            self.summaries[slot.name].record(metrics, slot.loggers)
             for logger in slot.loggers:
                 logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=step)
             if self.spec.pruner == "none":
@@ -262,6 +273,7 @@ class TrialGroup(L.Callback):
                 if needs_test:
                     metrics = self.evaluate(trainer, module, slot, "test")
                     slot.metrics.update(metrics)
+                    self.summaries[slot.name].record(metrics, slot.loggers)
                     for logger in slot.loggers:
                         logger.log_metrics(metrics, step=logging_step(trainer))
                 slot.values = objective_values(self.spec, slot.metrics)
@@ -293,8 +305,10 @@ def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[di
             directory.mkdir(parents=True, exist_ok=True)
             (directory / "config.yaml").write_text(yaml.safe_dump(spec.trial_config(p), sort_keys=False))
             _, callbacks = group_trainer_config(cli)
-            slots.append(TrialSlot(trial, name, directory, trial_loggers(spec, trial, p, directory, concurrent=True),
-                                   callbacks, save_checkpoint))
+            loggers = trial_loggers(spec, trial, p, directory, concurrent=True)
+            cli.describe_wandb_runs([logger for logger in loggers if isinstance(logger, WandbLogger)])
+            record_run_attrs(trial, directory, loggers)
+            slots.append(TrialSlot(trial, name, directory, loggers, callbacks, save_checkpoint))
             cli.model = None  # the stacked model holds the weights now
         group = TrialGroup(spec, slots, PROGRESS_SECONDS)
         with quiet_trial_warnings():

@@ -1,4 +1,5 @@
-"""``infoae sweep STUDY.yaml [--workers N]`` and ``infoae sweep report STUDY.yaml``.
+"""``infoae sweep STUDY.yaml [--workers N]``, ``infoae sweep report STUDY.yaml`` and ``infoae sweep dashboard
+STUDY.yaml`` (:mod:`infoae_pl.tuning.dashboard`).
 
 Optuna, torch and Lightning are imported after the arguments parse, so ``--help`` answers at once.
 """
@@ -20,6 +21,8 @@ EPILOG = """examples:
   infoae sweep sweeps/beta_elbo_beta.yaml --storage env:INFOAE_STORAGE --create-only
   infoae sweep sweeps/beta_elbo_beta.yaml --storage env:INFOAE_STORAGE   # then on every node
   infoae sweep report sweeps/beta_elbo_beta.yaml           # figures + best trials, no W&B needed
+  infoae sweep dashboard sweeps/beta_elbo_beta.yaml        # watch it in optuna-dashboard (--help: options)
+  infoae sweep wandb-dashboard sweeps/beta_elbo_beta.yaml --entity E  # its W&B workspace (offline: a spec file)
 Re-running the same command resumes the study: finished trials are kept, lost and interrupted (Ctrl-C)
 ones run again, failed ones with --retry-failed. A study file changed since the study was created is
 refused (use a new study_name, or --allow-changed-study on purpose).
@@ -69,6 +72,14 @@ def _seconds(text: str) -> float:
 
 
 def sweep_main(argv: list[str]) -> int:
+    if argv[:1] == ["dashboard"]:
+        from infoae_pl.tuning.dashboard import dashboard_main
+
+        return dashboard_main(argv[1:])
+    if argv[:1] == ["wandb-dashboard"]:
+        from infoae_pl.tuning.wandb_dashboard import wandb_dashboard_main
+
+        return wandb_dashboard_main(argv[1:])
     report = bool(argv) and argv[0] == "report"
     args = _parser(report).parse_args(argv[1:] if report else argv)
     from infoae_pl.tuning.credentials import hide_passwords_in_argv

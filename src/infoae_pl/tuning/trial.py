@@ -3,6 +3,11 @@
 The trial's values are the objectives' metrics as logged at the end of training (after ``test``
 too when an objective is a ``test/`` metric); a metric that was never logged or is not finite
 fails the trial with a message that lists what was logged.
+
+Each trial's W&B run is named ``STUDY-trial-NNNN`` (its folder's number), grouped by study, of job type
+``trial``, its config the trial's resolved config plus ``optuna`` (study, trial number, parameters), its
+summary the objectives' ``best/…`` and ``final/…`` values (:class:`~infoae_pl.loggers.BestAndFinal`).
+The trial's user attributes name its folder and W&B run (:func:`record_run_attrs`).
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna_integration import PyTorchLightningPruningCallback
 
 from infoae_pl.data import InfoAEDataModule
-from infoae_pl.loggers import WandbOfflineLogger
+from infoae_pl.loggers import BestAndFinal, WandbOfflineLogger, describe_run
 from infoae_pl.preemption import CHECKPOINT_NAME, WANDB_ATTR, Preempted, SaveOnSigterm, resume_checkpoint
 from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import CLI_DEFAULTS, InfoAECLI
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
+
+#: User attributes of a trial that lead to its files: its folder (absolute), its W&B run's local folder,
+#: and, online, the run's ``entity/project/id`` and URL; the run's id is :data:`~infoae_pl.preemption.WANDB_ATTR`.
+RUN_DIR_ATTR, WANDB_DIR_ATTR, WANDB_PATH_ATTR, WANDB_URL_ATTR = "run_dir", "wandb_run_dir", "wandb_run_path", "wandb_run_url"
 
 
 class TrialMetricError(RuntimeError):
@@ -43,6 +52,11 @@ class TrialCLI(InfoAECLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         return super().instantiate_trainer(**{**kwargs, "logger": self.trial_loggers})
+
+    @property
+    def job_type(self) -> str:
+        """The W&B job type of a sweep trial's run."""
+        return "trial"
 
 
 def build_cli(config: dict[str, Any], loggers: list[Logger] | bool = False, callbacks: list[Callback] = ()) -> TrialCLI:
@@ -89,22 +103,40 @@ def _representative(distribution: optuna.distributions.BaseDistribution) -> Any:
 
 
 def trial_loggers(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path,
-                  concurrent: bool = False) -> list[Logger]:
-    """CSV metrics in the trial's folder and one W&B run per trial, grouped by study, params in config.
-    ``concurrent``: the run is one of several open at once in this process (batched trials). The retry
-    of a pre-empted trial continues its W&B run (same id)."""
-    resumed = trial.user_attrs.get(WANDB_ATTR)
+                  concurrent: bool = False, continue_run: str | None = None) -> list[Logger]:
+    """CSV metrics in the trial's folder and one W&B run per trial, named after it, grouped by study,
+    params in config (W&B's environment variables, :data:`~infoae_pl.loggers.IDENTITY_ENV`, win).
+    ``concurrent``: the run is one of several open at once in this process (batched trials).
+    ``continue_run``: the id of the W&B run that this trial continues (a pre-empted trial's retry)."""
     wandb_logger = WandbOfflineLogger(
         **({"reinit": "create_new"} if concurrent else {}),
-        **({"id": resumed, "resume": "allow"} if resumed else {}),
+        **({"id": continue_run, "resume": "allow"} if continue_run else {}),
         project=spec.wandb_project,
         save_dir=str(trial_dir),
-        name=f"{spec.study_name}-trial-{trial.number}",
-        group=spec.study_name,
-        job_type="trial",
-        config={"optuna": {"study": spec.study_name, "trial": trial.number, "params": params}},
     )
+    describe_run(wandb_logger, {
+        "name": f"{spec.study_name}-trial-{trial.number:04d}", "group": spec.study_name, "job_type": "trial",
+        "config": {"optuna": {"study": spec.study_name, "trial": trial.number, "params": params}},
+    })
     return [CSVLogger(save_dir=str(trial_dir), name="", version=""), wandb_logger]
+
+
+def objective_modes(spec: StudySpec) -> dict[str, str]:
+    """Each objective's metric with ``min`` or ``max``, for :class:`~infoae_pl.loggers.BestAndFinal`."""
+    return {o.metric: "min" if o.direction == "minimize" else "max" for o in spec.objectives}
+
+
+def record_run_attrs(trial: optuna.Trial, trial_dir: Path, loggers: list[Logger]) -> None:
+    """Set the trial's user attributes that lead to its files (:data:`RUN_DIR_ATTR`, :data:`WANDB_ATTR`,
+    :data:`WANDB_DIR_ATTR`, and online :data:`WANDB_PATH_ATTR`, :data:`WANDB_URL_ATTR`); starts its W&B run."""
+    attrs: dict[str, str] = {RUN_DIR_ATTR: str(Path(trial_dir).resolve())}
+    for run in (logger.experiment for logger in loggers if isinstance(logger, WandbLogger)):
+        if not run.disabled:
+            attrs.update({WANDB_ATTR: run.id, WANDB_DIR_ATTR: str(Path(run.dir).parent.resolve())})
+            if not run.offline:
+                attrs.update({WANDB_PATH_ATTR: run.path, WANDB_URL_ATTR: run.url})
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 def run_trial(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], trial_dir: Path) -> list[float]:
@@ -113,15 +145,18 @@ def run_trial(spec: StudySpec, trial: optuna.Trial, params: dict[str, Any], tria
     :class:`~infoae_pl.preemption.Preempted` with what the retry needs."""
     resume = resume_checkpoint(trial.user_attrs, spec.output_dir)
     save = SaveOnSigterm(trial_dir / "checkpoints" / CHECKPOINT_NAME)
-    callbacks: list[Callback] = [save]
+    callbacks: list[Callback] = [save, BestAndFinal(objective_modes(spec))]
     if spec.pruner != "none":
         callbacks.append(PyTorchLightningPruningCallback(trial, monitor=spec.metrics[0]))
     wandb.finish()  # a run left open by earlier code in this process would swallow this trial's logs
     loggers: list[Logger] = []
     try:
         with quiet_trial_warnings():
-            loggers = trial_loggers(spec, trial, params, trial_dir)
+            # The W&B run goes on only where training does: a retry that starts afresh starts a new run.
+            loggers = trial_loggers(spec, trial, params, trial_dir,
+                                    continue_run=trial.user_attrs.get(WANDB_ATTR) if resume else None)
             cli = build_cli(spec.trial_config(params), loggers, callbacks)
+            record_run_attrs(trial, trial_dir, loggers)
             cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume)
             if cli.trainer.interrupted:  # Ctrl-C: stop the sweep; the trial does not use up the budget
                 raise KeyboardInterrupt(f"trial {trial.number} was interrupted")
