@@ -20,7 +20,8 @@ help:
 	@echo "make reproduce-fig1   install, then reproduce Figure 1 (PROFILE=default|paper)"
 	@echo "make reproduce-fig2   install, then reproduce Figure 2 (PROFILE=default|paper|paper_fashion, DATASET=mnist5k|mnist|fashion_mnist,"
 	@echo "                      DATA_DIR=folder of the MNIST IDX files, WORKERS=processes/GPUs)"
-	@echo "make reproduce-families  install, then train every likelihood-free family on ring8 and mnist5k (sample figures)"
+	@echo "make reproduce-families  install, then every likelihood-free family: ring8, mnist5k (MLPs), mnist5k and fashion_mnist"
+	@echo "                      (conv nets): sample quality table and figures; resumable (a re-run skips finished runs)"
 	@echo "make reproduce-lagrangian install, then learned against fixed multipliers (PROFILE=default|paper, DATA_DIR)"
 	@echo "make clean            remove $(VENV), build artefacts and run folders"
 

@@ -1,9 +1,13 @@
-"""Training-step throughput of the paper's MNIST MLP β-ELBO: Lightning against a plain PyTorch loop.
+"""Training-step throughput through Lightning against a plain PyTorch loop over the same networks.
 
-Both loops train the same model (784-1024-1024-50 tanh encoder, 50-1024-1024-784 Bernoulli decoder,
-Adam) on the same in-memory batches of the embedded MNIST sample; steps after ``--warmup`` are timed.
-Target: Lightning / plain time ratio <= 1.05 (best times over alternating repeats; the paired
-ratios' median and range are reported beside it, since a shared VM's speed drifts).
+``--model mlp_vae`` (default): the paper's MNIST MLP β-ELBO (784-1024-1024-50 tanh encoder,
+50-1024-1024-784 Bernoulli decoder, Adam; batch 100). ``--model conv_infogan``: the shipped
+convolutional InfoGAN (``configs/infogan_conv_mnist5k.yaml``'s networks; batch 64), one discriminator
+step then one generator step, each loop freezing the other side's parameters during a step as
+Lightning's ``toggle_optimizer`` does. Both loops train on the same in-memory batches of the embedded
+MNIST sample; steps after ``--warmup`` are timed. Target: Lightning / plain time ratio <= 1.05 (best
+times over alternating repeats; the paired ratios' median and range are reported beside it, since a
+shared VM's speed drifts).
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ import torch
 from common import report
 
 from infoae_pl.data import InfoAEDataModule
-from infoae_pl.models import BetaELBO
+from infoae_pl.models import BetaELBO, InfoGAN
+from infoae_pl.nets import ConvCritic, ConvDecoder
+
+
+def conv_infogan() -> InfoGAN:
+    """The shipped conv InfoGAN's model (configs/infogan_conv_mnist5k.yaml)."""
+    return InfoGAN(noise_dim=62, num_categories=10, num_continuous=2, likelihood="bernoulli", lr=1e-3,
+                   betas=(0.5, 0.999), critic_lr=2e-4, critic_betas=(0.5, 0.999),
+                   decoder=ConvDecoder(in_dim=74, likelihood="bernoulli"), x_critic=ConvCritic())
+
+
+MODELS = {"mlp_vae": (BetaELBO, 100, "static"), "conv_infogan": (conv_infogan, 64, "none")}
 
 
 class StepTimer(L.Callback):
@@ -34,8 +49,8 @@ class StepTimer(L.Callback):
         self.end = time.perf_counter()
 
 
-def batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    data = InfoAEDataModule(dataset="mnist5k", batch_size=batch_size, binarize="static")
+def batches(steps: int, batch_size: int, binarize: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    data = InfoAEDataModule(dataset="mnist5k", batch_size=batch_size, binarize=binarize)
     data.setup("fit")
     loader = data.train_dataloader()
     out: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -44,23 +59,50 @@ def batches(steps: int, batch_size: int) -> list[tuple[torch.Tensor, torch.Tenso
     return out[:steps]
 
 
-def plain_loop(data: list, warmup: int) -> float:
+def _set_trainable(parameters: list[torch.nn.Parameter], trainable: bool) -> None:
+    for p in parameters:
+        p.requires_grad_(trainable)
+
+
+def plain_loop(build, data: list, warmup: int) -> float:
     torch.manual_seed(0)
-    model = BetaELBO()
-    optimizer = model.configure_optimizers()  # the same (fused) Adam that Lightning gets
+    model = build()
+    if model.automatic_optimization:
+        optimizer = model.configure_optimizers()  # the same (fused) Adam that Lightning gets
+        for i, (x, _) in enumerate(data):
+            if i == warmup:
+                start = time.perf_counter()
+            loss = model.loss_terms(x)["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return time.perf_counter() - start
+    model_config, critic_config = model.configure_optimizers()
+    model_optimizer, critic_optimizer = model_config["optimizer"], critic_config["optimizer"]
+    critic_params = list(model.critics.parameters())
+    critic_ids = {id(p) for p in critic_params}
+    model_params = [p for p in model.parameters() if id(p) not in critic_ids]
     for i, (x, _) in enumerate(data):
         if i == warmup:
             start = time.perf_counter()
+        _set_trainable(model_params, False)
+        critic_loss = model.critic_loss(x)
+        critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        critic_optimizer.step()
+        _set_trainable(model_params, True)
+        _set_trainable(critic_params, False)
         loss = model.loss_terms(x)["loss"]
-        optimizer.zero_grad(set_to_none=True)
+        model_optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        model_optimizer.step()
+        _set_trainable(critic_params, True)
     return time.perf_counter() - start
 
 
-def lightning_loop(data: list, warmup: int) -> float:
+def lightning_loop(build, data: list, warmup: int) -> float:
     torch.manual_seed(0)
-    model = BetaELBO()
+    model = build()
     timer = StepTimer(warmup)
     trainer = L.Trainer(max_steps=len(data), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer], accelerator="auto", devices=1)
@@ -70,25 +112,28 @@ def lightning_loop(data: list, warmup: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(MODELS), default="mlp_vae")
     parser.add_argument("--steps", type=int, default=520)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: 100 (mlp_vae), 64 (conv_infogan)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating plain/Lightning pairs; the best time of each loop counts")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    data = batches(args.steps, args.batch_size)
+    build, batch_size, binarize = MODELS[args.model]
+    data = batches(args.steps, args.batch_size or batch_size, binarize)
     timed_steps = args.steps - args.warmup
     plain, light = [], []
     for _ in range(args.repeats):  # alternate so that drift in machine load hits both loops alike
-        plain.append(plain_loop(data, args.warmup))
-        light.append(lightning_loop(data, args.warmup))
+        plain.append(plain_loop(build, data, args.warmup))
+        light.append(lightning_loop(build, data, args.warmup))
     rows = [
         {"loop": "plain PyTorch", "steps_per_s": timed_steps / min(plain), "ms_per_step": 1e3 * min(plain) / timed_steps},
         {"loop": "Lightning", "steps_per_s": timed_steps / min(light), "ms_per_step": 1e3 * min(light) / timed_steps},
     ]
     ratios = [lt / pl for lt, pl in zip(light, plain)]
     ratio = min(light) / min(plain)  # best times: the least noisy estimate of each loop's own cost
-    report("bench_train_step", rows, {"time_ratio_lightning_over_plain": ratio,
+    name = "bench_train_step" if args.model == "mlp_vae" else f"bench_train_step_{args.model}"
+    report(name, rows, {"model": args.model, "time_ratio_lightning_over_plain": ratio,
                                       "paired_ratio_median": statistics.median(ratios),
                                       "paired_ratio_min": min(ratios), "paired_ratio_max": max(ratios),
                                       "overhead_ms_per_step": 1e3 * (min(light) - min(plain)) / timed_steps,

@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from infoae_pl.cli import main
 from infoae_pl.data import InfoAEDataModule
@@ -166,6 +167,51 @@ def test_infogan_q_head_shares_the_discriminator_trunk():
     assert {id(p) for p in model.encoder.head.parameters()} <= model_ids
 
 
+@pytest.mark.parametrize("q_trains_trunk", [False, True])
+def test_the_mi_term_trains_the_shared_trunk_in_the_critic_step_only_when_asked(q_trains_trunk):
+    torch.manual_seed(0)
+    model = InfoGAN(noise_dim=2, num_categories=8, num_continuous=1, q_trains_trunk=q_trains_trunk, **RING)
+    trunk = list(model.critics["JS_p_x_q_x"].critic.trunk.parameters())
+    x = _ring(64)
+    state = torch.get_rng_state()
+    with_mi = torch.autograd.grad(model.critic_loss(x), trunk)
+    torch.set_rng_state(state)
+    plain = torch.autograd.grad(LagrangianModule.critic_loss(model, x), trunk)
+    same = all(torch.equal(a, b) for a, b in zip(with_mi, plain))
+    assert same != q_trains_trunk
+
+
+def test_infogan_q_head_layout_and_a_fixed_continuous_std():
+    model = InfoGAN(noise_dim=2, num_categories=8, num_continuous=2, continuous_std=2.0, q_hidden_dim=16, **RING)
+    layers = [type(layer).__name__ for layer in model.encoder.head.modules()]
+    assert layers[-4:] == ["Linear", "BatchNorm1d", "LeakyReLU", "Linear"]
+    q = model.encode(_ring(5).expand(3, 5, 2))  # leading dimensions pass through the head's batch norm
+    assert q.loc.shape == (3, 5, 2) and torch.equal(q.scale, torch.full((3, 5, 2), 2.0))
+    # log q of a continuous code is then a squared error scaled by 1/(2σ²) (plus constants)
+    u = torch.randn(3, 5, 2)
+    expected = -(u - q.loc).square() / 8.0 - math.log(2.0) - 0.5 * math.log(2 * math.pi)
+    z = torch.cat([torch.zeros(3, 5, 2), F.one_hot(torch.zeros(3, 5, dtype=torch.long), 8).float(), u], -1)
+    noise_and_code = torch.distributions.Normal(0.0, 1.0).log_prob(torch.zeros(2)).sum() + q.logits.log_softmax(-1)[..., 0]
+    torch.testing.assert_close(q.log_prob(z), noise_and_code + expected.sum(-1))
+    learned = InfoGAN(noise_dim=2, num_categories=8, num_continuous=2, q_hidden_dim=0, continuous_std=None, **RING)
+    assert isinstance(learned.encoder.head, torch.nn.Linear) and learned.encoder.head.out_features == 8 + 2 + 2
+    assert learned.encode(_ring(5)).scale.min() > 0
+
+
+def test_infogan_code_grid_sweeps_each_continuous_code_with_the_noise_fixed():
+    model = InfoGAN(noise_dim=2, num_categories=3, num_continuous=2, **RING)
+    z, labels = model.latent_grid(10)
+    noise, code, continuous = model.prior().split(z)
+    assert labels == ["c = 0", "c = 1", "c = 2"] and z.shape == (30, 7)
+    assert torch.equal(noise, noise[:1].expand_as(noise))
+    assert torch.equal(code.reshape(3, 10, 3).argmax(-1), torch.arange(3)[:, None].expand(3, 10))
+    grid = continuous.reshape(3, 10, 2)
+    sweep = torch.linspace(-2.0, 2.0, 5).expand(3, 5)
+    torch.testing.assert_close(grid[:, :5, 0], sweep)
+    torch.testing.assert_close(grid[:, 5:, 1], sweep)
+    assert not grid[:, :5, 1].any() and not grid[:, 5:, 0].any()
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hyperparameters_rebuild_the_module(family):
     model = FAMILIES[family][0]()
@@ -191,6 +237,8 @@ def test_a_non_finite_loss_in_adversarial_training_stops_with_the_terms_named():
         (lambda: InfoGAN(num_categories=0, num_continuous=0, **RING), "InfoGAN needs a code"),
         (lambda: InfoGAN(x_divergence="mmd", **RING), "x_divergence='mmd' .* choose one of: js, kl"),
         (lambda: InfoGAN(latent_dim=3, **RING), "InfoGAN sets latent_dim itself"),
+        (lambda: InfoGAN(continuous_std=0.0, **RING), r"continuous_std must be > 0 or null"),
+        (lambda: InfoGAN(q_hidden_dim=-1, **RING), r"q_hidden_dim must be an integer >= 0"),
         (lambda: InfoVAE(lam=-1.0, **RING), "lam must be >= 0"),
         (lambda: LagrangianModule(preset="cyclegan", data_dim=4, latent_dim=2), "set implicit_generator=True"),
     ],
@@ -215,8 +263,16 @@ def test_every_ring8_example_config_trains_through_infoae_fit(config, tmp_path):
 
 @pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("*_mnist5k.yaml") if "elbo" not in p.name
                                           and "lagrangian" not in p.name and "_conv_" not in p.name))  # conv: test_conv_families
-def test_every_mnist5k_family_config_trains_through_infoae_fit(config, tmp_path):
-    main(["fit", "--config", str(CONFIGS / config), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
+def test_every_mnist5k_family_config_trains_through_infoae_fit(config, tmp_path, tmp_path_factory):
+    settings = yaml.safe_load((CONFIGS / config).read_text())
+    (callback,) = settings["trainer"]["callbacks"]
+    family_config = not config.startswith("fig2_")  # Figure 2's model has no generator to score
+    assert (callback["init_args"].get("classifier") == "auto") == family_config  # sample quality as the conv configs'
+    classifiers = tmp_path_factory.getbasetemp() / "mlp-config-classifiers"  # trained once for the session
+    callback["init_args"].update(classifier_dir=str(classifiers), fit_examples=64,
+                                 classifier_settings={"steps": 10, "channels": 4, "hidden_dim": 16, "batch_size": 32})
+    (tmp_path / config).write_text(yaml.safe_dump(settings))
+    main(["fit", "--config", str(tmp_path / config), "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
           "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path)])
     metrics = next(tmp_path.rglob("metrics.csv")).read_text().splitlines()[0].split(",")
-    assert "val/mmd_x" in metrics
+    assert {"val/mmd_x", *(["val/fid", "val/kid", "val/class_coverage"] if family_config else [])} <= set(metrics)

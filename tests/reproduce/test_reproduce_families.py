@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from infoae_pl.reproduce import families
 
@@ -33,7 +34,7 @@ def test_summary_names_the_differences_beyond_the_seed_range():
     rows = [{"family": f, "dataset": "ring8", "seed": s, "seconds": 1.0, "mmd_x": value + 0.01 * s}
             for f, value in zip(families.FAMILIES, (0.5, 0.1, 0.11, 0.5, 0.5, 0.5)) for s in range(3)]
     summary = families.summarise(rows)
-    assert "| aae | 0.11 ± 0.01 [0.1, 0.12] |" in summary
+    assert "| aae | 3 | 0.11 ± 0.01 [0.1, 0.12] |" in summary
     assert "- mmd_x: best aae; beyond the seed range of: infovae, ali_bigan, alice, cyclegan" in summary
 
 
@@ -52,3 +53,66 @@ def test_figures_only_redraws_the_ring_from_kept_samples_without_training(tmp_pa
     assert (tmp_path / "ring8_samples.pdf").read_bytes()[:5] == b"%PDF-"
     with pytest.raises(FileNotFoundError, match="mnist5k"):
         families.redraw(tmp_path, ("mnist5k",))
+
+
+def test_the_default_profile_plans_the_image_settings_with_three_infogan_seeds():
+    runs = families.planned_runs(families.PROFILES["default"], CONFIGS, families.DATASETS)
+    conv = [(f, s) for name, f, s, _ in runs if name == "mnist5k_conv"]
+    assert sorted(conv) == sorted([(f, 0) for f in families.FAMILIES] + [("infogan", 1), ("infogan", 2)])
+    assert {f for name, f, _, _ in runs if name == "fashion_mnist_conv"} == {"infogan", "infovae", "ali_bigan"}
+    steps = {(name, f): s for name, f, _, s in runs}
+    assert steps[("mnist5k_conv", "infogan")] == families.config_steps(CONFIGS / "infogan_conv_mnist5k.yaml")
+    assert steps[("ring8", "aae")] == 3000
+
+
+def _narrow_conv_configs(folder: Path, classifier_dir: Path) -> None:
+    """Copies of the conv MNIST configs with narrow networks and a classifier of a few steps."""
+    for family in families.FAMILIES:
+        name = f"{family}_conv_mnist5k.yaml"
+        settings = yaml.safe_load((CONFIGS / name).read_text())
+        for part in ("encoder", "decoder", "x_critic", "joint_critic"):
+            if part in settings["model"]["init_args"]:
+                settings["model"]["init_args"][part]["init_args"].update(channels=4, hidden_dim=16)
+        settings["data"]["batch_size"] = 16
+        settings["trainer"]["limit_val_batches"] = 2
+        (callback,) = settings["trainer"]["callbacks"]
+        callback["init_args"].update(classifier_dir=str(classifier_dir), fit_examples=64, quality_max_examples=32,
+                                     classifier_settings={"steps": 10, "channels": 4, "hidden_dim": 16, "batch_size": 32})
+        (folder / name).write_text(yaml.safe_dump(settings))
+
+
+def test_tiny_image_setting_reports_sample_quality_and_draws_the_infogan_code_grid(tmp_path):
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    _narrow_conv_configs(configs, tmp_path / "classifiers")
+    out = tmp_path / "out"
+    rows = families.reproduce(families.PROFILES["tiny"], configs, out, datasets=("mnist5k_conv",))
+    assert [r["family"] for r in rows] == list(families.FAMILIES)
+    written = {r["family"]: r for r in csv.DictReader((out / "results.csv").open())}
+    for row in written.values():
+        assert float(row["fid"]) >= 0 and 1 <= float(row["class_coverage"]) <= 10
+    assert 0 <= float(written["infogan"]["code_accuracy_real"]) <= 1 and written["infovae"]["code_accuracy_real"] == ""
+    assert 0 <= float(written["ali_bigan"]["feature_accuracy"]) <= 1
+    assert (out / "mnist5k_conv_samples.png").stat().st_size > 10_000
+    assert (out / "mnist5k_conv_infogan_codes.png").stat().st_size > 5_000
+    summary = (out / "summary.md").read_text()
+    assert "### mnist5k_conv: MNIST sample, convolutional nets (seeds 0)" in summary
+    header = next(line for line in summary.splitlines() if line.startswith("| family |"))
+    assert {"fid", "kid", "class_coverage", "code_accuracy_real", "feature_accuracy"} <= {c.strip() for c in header.split("|")}
+
+
+def test_an_older_results_file_gains_the_new_columns_and_keeps_its_rows(tmp_path):
+    old_fields = ["family", "dataset", "seed", "steps", "seconds", "mmd_x"]
+    with (tmp_path / "results.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, old_fields)
+        writer.writeheader()
+        writer.writerows({"family": f, "dataset": "ring8", "seed": 0, "steps": 20, "seconds": 1.0, "mmd_x": 0.5}
+                         for f in families.FAMILIES)
+    (tmp_path / "samples").mkdir()
+    for family in families.FAMILIES:
+        torch.save(torch.randn(200, 2).half(), tmp_path / "samples" / f"{family}_ring8_seed0.pt")
+    rows = families.reproduce(families.PROFILES["tiny"], CONFIGS, tmp_path, datasets=("ring8",))  # all done: no training
+    assert len(rows) == len(families.FAMILIES)
+    header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert header == families.FIELDS
+    assert [r["mmd_x"] for r in families.read_results(tmp_path / "results.csv")] == [0.5] * len(families.FAMILIES)

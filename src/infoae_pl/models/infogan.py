@@ -24,8 +24,14 @@ class InfoGAN(LagrangianModule):
     z = (``noise_dim`` noise, a one-hot code of ``num_categories`` values, ``num_continuous``
     Gaussian codes); x = G(z), the mean of p(x|z).  The discriminator on x (``x_divergence``: ``"js"``
     as in the paper, or ``"kl"``) and Q, the head giving q(z|x) over the codes, share the critic's
-    trunk; like Chen et al., the MI term trains the trunk in the critic step too, and Q and G in the
-    generator step.  Validation logs ``val/code_accuracy`` (Q's argmax against the categorical code
+    trunk. The MI term trains Q's head (``q_hidden_dim`` units of fully connected, batch norm, leaky
+    ReLU, then the outputs, as in Chen et al.'s appendix C.1; 0: linear) and G in the generator step;
+    the trunk learns from the discriminator's loss alone unless ``q_trains_trunk`` adds the MI term to
+    the critic step too (as Chen et al.'s code did). ``continuous_std`` fixes q(u|x)'s std for the
+    continuous codes (as Chen et al.'s MNIST code did; None: Q outputs it). On the conv MNIST networks a
+    learned std let Q shrink it until the MI term's gradient reaching G was ~30× the GAN term's (measured
+    at step 50) and G drew noise; fixed at 1 the two are of one order and the codes pick digits.
+    Validation logs ``val/code_accuracy`` (Q's argmax against the categorical code
     of generated x; chance is 1/num_categories) and ``val/code_mutual_info`` (nats).  Every other
     argument is :class:`LagrangianModule`'s.
     """
@@ -43,12 +49,20 @@ class InfoGAN(LagrangianModule):
         mi_weight: float = 1.0,
         x_divergence: str = "js",
         code_samples: int = 2000,
+        q_hidden_dim: int = 128,
+        continuous_std: float | None = 1.0,
+        q_trains_trunk: bool = False,
         **kwargs: Any,
     ) -> None:
         check_choice("x_divergence", x_divergence, CRITIC_DIVERGENCES)
         check_int_at_least("noise_dim", noise_dim, 0)
         check_int_at_least("num_continuous", num_continuous, 0)
         check_int_at_least("code_samples", code_samples, 1)
+        check_int_at_least("q_hidden_dim", q_hidden_dim, 0)
+        if continuous_std is not None:
+            check_finite_number("continuous_std", continuous_std, minimum=0.0)
+            if continuous_std <= 0:
+                raise ValueError(f"continuous_std must be > 0 or null (Q outputs the std), got {continuous_std!r}")
         if num_categories == 1 or not isinstance(num_categories, int) or num_categories < 0:
             raise ValueError(f"num_categories must be 0 or an integer >= 2, got {num_categories!r}")
         if num_categories == 0 and num_continuous == 0:
@@ -71,34 +85,53 @@ class InfoGAN(LagrangianModule):
         if not (isinstance(getattr(critic, "trunk", None), nn.Module) and isinstance(getattr(critic, "feature_dim", None), int)):
             raise ValueError("InfoGAN's x_critic must expose `trunk` (a module) and `feature_dim` (an int) for its Q head")
         self.encoder = CodeHead(
-            critic.trunk, critic.feature_dim, noise_dim, num_categories, num_continuous, self.hparams.get("min_std", 1e-3)
+            critic.trunk, critic.feature_dim, noise_dim, num_categories, num_continuous, self.hparams.get("min_std", 1e-3),
+            q_hidden_dim, continuous_std,
         )
         self.code_sizes = (noise_dim, num_categories, num_continuous)
         self.code_samples = code_samples
+        self.q_trains_trunk = q_trains_trunk
 
     def prior(self) -> Distribution:
         """p(z): standard normal noise and continuous codes, a uniform one-hot categorical code."""
         return FactorisedCode.prior(*self.code_sizes, like=next(self.decoder.parameters()))
 
     def critic_loss(self, x: Tensor) -> Tensor:
-        """The discriminator's loss plus the MI term, which trains the trunk shared with Q."""
+        """The discriminator's loss; with ``q_trains_trunk`` plus the MI term (at this step's coefficient),
+        which then trains the trunk shared with Q too."""
+        loss = super().critic_loss(x)
+        if not self.q_trains_trunk:
+            return loss
         z = self.prior().sample(x.shape[:-1])
         with torch.no_grad():
             x_p = self.sample_x(z)
-        mi = self.plan.components[_MI_TERM] * self.encode(x_p).log_prob(z).mean(-1)
-        return super().critic_loss(x) + mi
+        coefficient = self.coefficients(self.global_step)[_MI_TERM]
+        return loss + coefficient * self.encode(x_p).log_prob(z).mean(-1)
 
     def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:
-        """One row per categorical code value, noise shared down each column, continuous codes at 0."""
+        """One row per categorical code value; the columns sweep each continuous code in turn from −2 to 2
+        (the others at 0) with one noise vector shared by the whole grid, as in Chen et al.'s figures;
+        without continuous codes the columns vary the noise instead (shared down each column)."""
         noise_dim, categories, continuous = self.code_sizes
         like = next(self.decoder.parameters())
-        noise = torch.randn(samples_per_row, noise_dim, dtype=like.dtype, device=like.device)
+        if continuous:
+            per_code = max(samples_per_row // continuous, 1)
+            sweep = torch.linspace(-2.0, 2.0, per_code, dtype=like.dtype, device=like.device) if per_code > 1 \
+                else like.new_zeros(1)
+            codes = like.new_zeros(samples_per_row, continuous)
+            for index in range(min(continuous, samples_per_row)):
+                codes[index * per_code:(index + 1) * per_code, index] = sweep
+            noise = torch.randn(1, noise_dim, dtype=like.dtype, device=like.device).expand(samples_per_row, noise_dim)
+        else:
+            codes = like.new_zeros(samples_per_row, 0)
+            noise = torch.randn(samples_per_row, noise_dim, dtype=like.dtype, device=like.device)
         rows = []
-        for value in range(categories):
+        for value in range(max(categories, 1)):
             code = like.new_zeros(samples_per_row, categories)
-            code[:, value] = 1.0
-            rows.append(torch.cat([noise, code, like.new_zeros(samples_per_row, continuous)], -1))
-        return torch.cat(rows), [f"c = {value}" for value in range(categories)]
+            if categories:
+                code[:, value] = 1.0
+            rows.append(torch.cat([noise, code, codes], -1))
+        return torch.cat(rows), [f"c = {value}" for value in range(categories)] or ["continuous codes"]
 
     def on_validation_epoch_end(self) -> None:
         if self.code_sizes[1] == 0 or self.trainer.sanity_checking:

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
+from infoae_pl.nets.conv import FlatBatch
+
 
 class FactorisedCode(Distribution):
     """z = (noise, one-hot c, continuous u): N(0, I) noise × Categorical(logits) × N(loc, scale²).
@@ -80,7 +82,13 @@ class FactorisedCode(Distribution):
 
 
 class CodeHead(nn.Module):
-    """InfoGAN's Q: a linear head on a (shared) trunk's features giving q(z|x) as a :class:`FactorisedCode`."""
+    """InfoGAN's Q on a (shared) trunk's features, giving q(z|x) as a :class:`FactorisedCode`.
+
+    ``hidden_dim`` > 0 puts Chen et al.'s hidden layer (fully connected, batch norm, leaky ReLU 0.2)
+    between the trunk and the outputs; 0 makes Q linear in the features. ``continuous_std`` fixes the
+    std of the continuous codes' Gaussian (None: Q outputs it, ``softplus + min_std``): a fixed std σ
+    makes −log q(u|x) a squared error scaled by 1/(2σ²), which bounds that term's gradient.
+    """
 
     def __init__(
         self,
@@ -90,14 +98,22 @@ class CodeHead(nn.Module):
         num_categories: int,
         num_continuous: int,
         min_std: float = 1e-3,
+        hidden_dim: int = 0,
+        continuous_std: float | None = None,
     ) -> None:
         super().__init__()
         self.trunk = trunk
         self.noise_dim = noise_dim
-        self.sizes = [num_categories, num_continuous, num_continuous]
+        self.continuous_std = continuous_std
+        self.sizes = [num_categories, num_continuous, 0 if continuous_std is not None else num_continuous]
         self.min_std = min_std
-        self.head = nn.Linear(feature_dim, sum(self.sizes))
+        outputs = sum(self.sizes)
+        self.head = nn.Linear(feature_dim, outputs) if hidden_dim == 0 else FlatBatch(nn.Sequential(
+            nn.Linear(feature_dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim), nn.LeakyReLU(0.2),
+            nn.Linear(hidden_dim, outputs),
+        ))
 
     def forward(self, x: Tensor) -> FactorisedCode:
         logits, loc, raw = self.head(self.trunk(x)).split(self.sizes, dim=-1)
-        return FactorisedCode(self.noise_dim, logits, loc, F.softplus(raw) + self.min_std)
+        scale = F.softplus(raw) + self.min_std if self.continuous_std is None else torch.full_like(loc, self.continuous_std)
+        return FactorisedCode(self.noise_dim, logits, loc, scale)

@@ -1,13 +1,18 @@
-"""Samples of every likelihood-free family from its shipped example config: ring of 8 Gaussians and MNIST.
+"""Samples and sample quality of every likelihood-free family from its shipped example configs.
 
-Each family (InfoVAE, AAE, InfoGAN, ALI/BiGAN, ALICE, CycleGAN) trains through ``infoae fit`` from
-the package's ``configs/<family>_<dataset>.yaml`` (``--configs`` for another folder); the final
-evaluation's metrics (MMD of generated to real x, ring mode coverage, reconstruction error, InfoGAN's
-code accuracy) go to ``results.csv`` and, as mean, sd and range over seeds, to ``summary.md``;
-``ring8_samples.png`` and ``mnist5k_samples.png`` (each with a PDF) show samples; ``--figures-only`` draws
-them again from the kept samples without training. Each finished run's row and samples are
-written at once, and a re-run skips the runs already done. SIGTERM (a pre-empted cluster job) stops the
-running run with a checkpoint, as ``infoae fit`` does; the same command then resumes it from there.
+Four settings: the ring of 8 Gaussians and the MNIST sample with MLPs, and with the convolutional parts
+(``infoae_pl.nets.Conv*``) the MNIST sample (every family; InfoGAN with 3 seeds) and Fashion-MNIST
+(InfoGAN, InfoVAE and ALI/BiGAN: one family of each kind). Each run trains through ``infoae fit`` from
+the package's ``configs/`` (``--configs`` for another folder); the final evaluation's metrics (MMD of
+generated to real x, ring mode coverage, reconstruction error, InfoGAN's code accuracy on generated x;
+for images the Fréchet distance and KID in the package classifier's feature space, class coverage,
+InfoGAN's code accuracy on real held-out images and 1-NN accuracy on E(x) against raw pixels) go to
+``results.csv`` and, as mean ± sd [range] over seeds, to ``summary.md``; ``<setting>_samples.png``
+(each with a PDF) shows every family's samples; ``--figures-only`` draws them again from the kept
+samples without training. Each finished run's row and samples are written at once, and a re-run skips
+the runs already done, so the set can be completed over several invocations. SIGTERM (a pre-empted
+cluster job) stops the running run with a checkpoint, as ``infoae fit`` does; the same command then
+resumes it from there.
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from matplotlib.figure import Figure
 
 from infoae_pl.data import InfoAEDataModule
-from infoae_pl.evaluation.figures import image_grid, save_figure
+from infoae_pl.evaluation.figures import image_grid, image_grid_figure, save_figure
 from infoae_pl.evaluation.sampling import decoded_x
 from infoae_pl.reproduce.options import DistinctSeeds
 from infoae_pl.shipped import CONFIGS, shipped_dir
@@ -36,7 +42,34 @@ FAMILIES = ("infovae", "aae", "infogan", "ali_bigan", "alice", "cyclegan")
 #: The families as the paper writes them, for figure titles.
 FAMILY_NAMES = {"infovae": "InfoVAE", "aae": "AAE", "infogan": "InfoGAN", "ali_bigan": "ALI/BiGAN", "alice": "ALICE",
                 "cyclegan": "CycleGAN"}
-DATASETS = ("ring8", "mnist5k")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A group of runs: a data set, the networks (the config file of each family) and the families run."""
+
+    name: str
+    dataset: str
+    config: str
+    families: tuple[str, ...]
+    title: str
+
+    def config_file(self, family: str) -> str:
+        return self.config.format(family=family)
+
+    @property
+    def images(self) -> bool:
+        return self.dataset != "ring8"
+
+
+SETTINGS = {s.name: s for s in (
+    Setting("ring8", "ring8", "{family}_ring8.yaml", FAMILIES, "ring of 8 Gaussians, MLPs"),
+    Setting("mnist5k", "mnist5k", "{family}_mnist5k.yaml", FAMILIES, "MNIST sample, MLPs"),
+    Setting("mnist5k_conv", "mnist5k", "{family}_conv_mnist5k.yaml", FAMILIES, "MNIST sample, convolutional nets"),
+    Setting("fashion_mnist_conv", "fashion_mnist", "{family}_conv_fashion_mnist.yaml", ("infogan", "infovae", "ali_bigan"),
+            "Fashion-MNIST, convolutional nets"),
+)}
+DATASETS = tuple(SETTINGS)
 #: Final-evaluation keys reported per run, and whether lower is better (None: no ordering).
 METRICS = {
     "mmd_x": True,
@@ -44,22 +77,48 @@ METRICS = {
     "high_quality_fraction": False,
     "reconstruction_error": True,
     "code_accuracy": False,
+    "fid": True,
+    "kid": True,
+    "class_coverage": False,
+    "class_kl": True,
+    "code_accuracy_real": False,
+    "feature_accuracy": False,
+    "pixel_accuracy": None,
 }
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Steps and seeds per dataset."""
+    """Steps and seeds per setting (steps None: each config's own ``max_steps``); ``family_seeds`` give
+    some (setting, family) more seeds."""
 
     name: str
-    steps: dict[str, int]
+    steps: dict[str, int | None]
     seeds: dict[str, tuple[int, ...]]
+    family_seeds: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+
+    def seeds_of(self, setting: str, family: str) -> tuple[int, ...]:
+        return self.family_seeds.get((setting, family), self.seeds[setting])
 
 
 PROFILES = {
-    "default": Profile("default", {"ring8": 3000, "mnist5k": 2000}, {"ring8": (0, 1, 2), "mnist5k": (0,)}),
-    "tiny": Profile("tiny", {"ring8": 20, "mnist5k": 4}, {"ring8": (0,), "mnist5k": (0,)}),
+    "default": Profile(
+        "default",
+        {"ring8": 3000, "mnist5k": 2000, "mnist5k_conv": None, "fashion_mnist_conv": None},
+        {"ring8": (0, 1, 2), "mnist5k": (0,), "mnist5k_conv": (0,), "fashion_mnist_conv": (0,)},
+        {("mnist5k_conv", "infogan"): (0, 1, 2)},
+    ),
+    "tiny": Profile("tiny", {"ring8": 20, "mnist5k": 4, "mnist5k_conv": 4, "fashion_mnist_conv": 4},
+                    {name: (0,) for name in SETTINGS}),
 }
+
+
+def config_steps(config: Path) -> int:
+    """The ``trainer.max_steps`` of a config file."""
+    steps = ((yaml.safe_load(config.read_text()) or {}).get("trainer") or {}).get("max_steps")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{config} sets no trainer.max_steps; the profile must give the steps")
+    return steps
 
 
 def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, dict[str, float], float]:
@@ -118,43 +177,66 @@ def plot_images(samples: dict[str, torch.Tensor], path: Path, title: str) -> Non
     save_figure(figure, path)
 
 
+#: Columns of InfoGAN's code figure: each of its continuous codes swept over this many values.
+CODE_GRID_COLUMNS = 10
+
+
+@torch.no_grad()
+def code_grid(model: Any, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """InfoGAN's ``latent_grid`` decoded: one row per categorical code value, the columns sweeping each
+    continuous code from −2 to 2 with the noise fixed (``[rows·CODE_GRID_COLUMNS, 784]``), and the row labels."""
+    torch.manual_seed(seed)
+    latents, labels = model.latent_grid(CODE_GRID_COLUMNS)
+    return decoded_x(model, latents).cpu(), labels
+
+
+def plot_code_grid(images: torch.Tensor, labels: list[str], continuous: int, path: Path, title: str) -> None:
+    per_code = CODE_GRID_COLUMNS // max(continuous, 1)
+    sweep = ", ".join(f"columns {i * per_code + 1}–{(i + 1) * per_code}: continuous code {i + 1} from −2 to 2"
+                      for i in range(continuous))
+    figure = image_grid_figure(images.reshape(-1, 1, 28, 28).numpy(), CODE_GRID_COLUMNS,
+                               f"{title}\nrows: categorical code" + (f"; {sweep}" if sweep else ""), labels)
+    save_figure(figure, path)
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} [{min(values):.4g}, {max(values):.4g}]"
+
+
 def summarise(rows: list[dict[str, Any]]) -> str:
-    """A markdown table per dataset: mean ± sd [min, max] over seeds, and which families the best one beats
-    beyond the seed spread (their ranges do not overlap)."""
+    """A markdown table per setting: mean ± sd [min, max] over seeds, and for each metric with an order
+    which families the best one beats beyond the seed spread (their ranges do not overlap)."""
     lines = []
-    for dataset in DATASETS:
-        subset = [r for r in rows if r["dataset"] == dataset]
+    for name, setting in SETTINGS.items():
+        subset = [r for r in rows if r["dataset"] == name]
         if not subset:
             continue
         seeds = sorted({r["seed"] for r in subset})
         keys = [k for k in METRICS if any(r.get(k) not in (None, "") for r in subset)]
-        lines += [f"### {dataset} ({len(seeds)} seed{'s' * (len(seeds) != 1)}: {', '.join(map(str, seeds))})", "",
-                  "| family | " + " | ".join(keys) + " | wall s |", "|---" * (len(keys) + 2) + "|"]
+        lines += [f"### {name}: {setting.title} (seeds {', '.join(map(str, seeds))})", "",
+                  "| family | seeds | " + " | ".join(keys) + " | wall s |", "|---" * (len(keys) + 3) + "|"]
         values = {f: {k: [r[k] for r in subset if r["family"] == f and r.get(k) not in (None, "")] for k in keys}
                   for f in FAMILIES}
         for family in FAMILIES:
-            cells = []
-            for key in keys:
-                v = values[family][key]
-                if not v:
-                    cells.append("–")
-                elif len(v) == 1:
-                    cells.append(f"{v[0]:.4g}")
-                else:
-                    cells.append(f"{statistics.mean(v):.4g} ± {statistics.stdev(v):.2g} [{min(v):.4g}, {max(v):.4g}]")
             wall = [r["seconds"] for r in subset if r["family"] == family]
             if wall:
-                lines.append(f"| {family} | " + " | ".join(cells) + f" | {statistics.mean(wall):.0f} |")
+                cells = " | ".join(_cell(values[family][key]) for key in keys)
+                lines.append(f"| {family} | {len(wall)} | {cells} | {statistics.mean(wall):.0f} |")
         lines.append("")
-        if len(seeds) > 1:
-            for key in keys:
-                ranked = [(f, values[f][key]) for f in FAMILIES if values[f][key]]
-                lower = METRICS[key]
-                best, best_values = (min if lower else max)(ranked, key=lambda fv: statistics.mean(fv[1]))
-                beaten = [f for f, v in ranked if f != best
-                          and (max(best_values) < min(v) if lower else min(best_values) > max(v))]
-                lines.append(f"- {key}: best {best}; beyond the seed range of: {', '.join(beaten) or 'none'}")
-            lines.append("")
+        for key in keys:
+            ranked = [(f, values[f][key]) for f in FAMILIES if values[f][key]]
+            lower = METRICS[key]
+            if lower is None or len(ranked) < 2 or not any(len(v) > 1 for _, v in ranked):
+                continue
+            best, best_values = (min if lower else max)(ranked, key=lambda fv: statistics.mean(fv[1]))
+            beaten = [f for f, v in ranked if f != best
+                      and (max(best_values) < min(v) if lower else min(best_values) > max(v))]
+            lines.append(f"- {key}: best {best}; beyond the seed range of: {', '.join(beaten) or 'none'}")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -162,89 +244,122 @@ FIELDS = ["family", "dataset", "seed", "steps", "seconds", *METRICS]
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
-    """The rows of ``results.csv`` (numbers parsed), or none."""
+    """The rows of ``results.csv`` (numbers parsed), or none; the ``dataset`` column names the setting."""
     if not path.exists():
         return []
     rows = []
     for row in csv.DictReader(path.open()):
-        rows.append({k: (v if k in ("family", "dataset") else (float(v) if v != "" else None)) for k, v in row.items()})
+        rows.append({k: (v if k in ("family", "dataset") else (float(v) if v not in ("", None) else None))
+                     for k, v in row.items()})
         rows[-1]["seed"], rows[-1]["steps"] = int(rows[-1]["seed"]), int(rows[-1]["steps"])
     return rows
 
 
-def draw_samples(out: Path, dataset: str, seed: int, steps: int) -> Path:
-    """Draw ``out/<dataset>_samples.png`` (and its PDF) from the samples kept in ``out/samples`` for ``seed``."""
-    samples = {f: torch.load(out / "samples" / f"{f}_{dataset}_seed{seed}.pt").float() for f in FAMILIES}
+def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``results.csv`` with today's columns (a file from an older release gains the new ones, empty)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+
+
+def draw_samples(out: Path, name: str, seed: int, steps: int) -> Path:
+    """Draw ``out/<setting>_samples.png`` (and its PDF) from the samples kept in ``out/samples`` for ``seed``."""
+    setting = SETTINGS[name]
+    samples = {f: torch.load(out / "samples" / f"{f}_{name}_seed{seed}.pt").float() for f in setting.families}
     note = f"seed {seed}, {steps} steps"
-    path = out / f"{dataset}_samples.png"
-    if dataset == "ring8":
+    path = out / f"{name}_samples.png"
+    if not setting.images:
         mixture = InfoAEDataModule(dataset="ring8").mixture
         data = mixture.sample(2500, torch.Generator().manual_seed(0))[0]
         plot_ring(samples, data, mixture.centres, path,
                   f"ring of 8 Gaussians: the data, and each family's samples (blue) with the data's modes ringed ({note})")
     else:
-        plot_images(samples, path, f"mnist5k: generated x, G(z) or mean of p(x|z) ({note})")
+        plot_images(samples, path, f"{setting.title}: generated x, G(z) or mean of p(x|z) ({note})")
+        codes = out / "samples" / f"infogan_{name}_seed{seed}_codes.pt"
+        if codes.is_file():
+            kept = torch.load(codes)
+            plot_code_grid(kept["images"].float(), kept["labels"], kept["continuous"], out / f"{name}_infogan_codes.png",
+                           f"InfoGAN, {setting.title} ({note})")
     return path
 
 
-def redraw(out: Path, datasets: tuple[str, ...] = DATASETS) -> list[Path]:
+def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
     """Draw the sample figures again from what ``out`` keeps (``results.csv`` and ``samples/``), without
-    training: per dataset, the lowest seed whose samples every family kept."""
+    training: per setting, the lowest seed whose samples every family kept."""
     rows = read_results(out / "results.csv")
     if not rows:
         raise FileNotFoundError(f"--figures-only draws from {out / 'results.csv'}, which holds no runs: "
                                 "run the reproduction first")
     paths = []
-    for dataset in datasets:
-        kept = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == dataset and all(
-            (out / "samples" / f"{f}_{dataset}_seed{r['seed']}.pt").is_file() for f in FAMILIES))
+    for name in names:
+        kept = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == name and all(
+            (out / "samples" / f"{f}_{name}_seed{r['seed']}.pt").is_file() for f in SETTINGS[name].families))
         if not kept:
-            raise FileNotFoundError(f"{out / 'samples'} lacks the {dataset} samples of every family for any seed")
-        paths.append(draw_samples(out, dataset, *kept[0]))
+            raise FileNotFoundError(f"{out / 'samples'} lacks the {name} samples of every family for any seed")
+        paths.append(draw_samples(out, name, *kept[0]))
     return paths
 
 
-def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, ...] = DATASETS) -> list[dict[str, Any]]:
-    """Train every family on ``datasets`` (skipping runs already in ``results.csv``); write the figures,
-    ``results.csv`` and ``summary.md`` into ``out``."""
+def planned_runs(profile: Profile, configs: Path, names: tuple[str, ...],
+                 only: tuple[str, ...] = FAMILIES) -> list[tuple[str, str, int, int]]:
+    """(setting, family, seed, steps) of every run of ``profile`` on the settings ``names`` (families in ``only``)."""
+    return [(name, family, seed, profile.steps[name] or config_steps(configs / SETTINGS[name].config_file(family)))
+            for name in names for family in SETTINGS[name].families if family in only
+            for seed in profile.seeds_of(name, family)]
+
+
+def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, ...] = DATASETS,
+              only: tuple[str, ...] = FAMILIES) -> list[dict[str, Any]]:
+    """Train every family (of ``only``) of the settings ``datasets``, skipping runs already in ``results.csv``;
+    write the figures (of the settings whose figure seed every family has finished), ``results.csv`` and
+    ``summary.md`` into ``out``."""
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    missing = [f"{f}_{d}.yaml" for f in FAMILIES for d in datasets if not (configs / f"{f}_{d}.yaml").exists()]
+    missing = [SETTINGS[n].config_file(f) for n in datasets for f in SETTINGS[n].families
+               if f in only and not (configs / SETTINGS[n].config_file(f)).exists()]
     if missing:
         raise FileNotFoundError(f"--configs {configs} lacks {', '.join(missing)}")
+    runs = planned_runs(profile, configs, datasets, only)
     results = out / "results.csv"
-    rows = [r for r in read_results(results) if r["dataset"] in datasets]
+    kept = read_results(results)
+    _write_rows(results, kept)
+    rows = [r for r in kept if r["dataset"] in datasets]
     done = {(r["family"], r["dataset"], r["seed"], r["steps"]) for r in rows}
-    if not results.exists():
-        with results.open("w", newline="") as handle:
-            csv.DictWriter(handle, FIELDS).writeheader()
-    for dataset in datasets:
-        for family in FAMILIES:
-            for seed in profile.seeds[dataset]:
-                name = f"{family}_{dataset}_seed{seed}"
-                if (family, dataset, seed, profile.steps[dataset]) in done:
-                    print(f"{name}: done before, skipped", flush=True)
-                    continue
-                print(f"{name}: {profile.steps[dataset]} steps", flush=True)
-                model, metrics, seconds = train_one(configs / f"{family}_{dataset}.yaml", profile.steps[dataset],
-                                                    seed, out, name)
-                row = {"family": family, "dataset": dataset, "seed": seed, "steps": profile.steps[dataset],
-                       "seconds": round(seconds, 1), **metrics}
-                with results.open("a", newline="") as handle:
-                    csv.DictWriter(handle, FIELDS, restval="").writerow(row)
-                rows.append(row)
-                if seed == profile.seeds[dataset][0]:  # the figure's seed; kept (float16) so a re-run can redraw it
-                    images = dataset != "ring8"
-                    torch.save(generate(model, 64 if images else 2500, images).half(), out / "samples" / f"{name}.pt")
-                print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
-        draw_samples(out, dataset, profile.seeds[dataset][0], profile.steps[dataset])
-    (out / "summary.md").write_text(summarise(read_results(results)))  # every dataset run so far
+    todo = sum((family, name, seed, steps) not in done for name, family, seed, steps in runs)
+    print(f"{len(runs)} runs planned, {len(runs) - todo} done before, {todo} to train", flush=True)
+    for index, (name, family, seed, steps) in enumerate(runs, 1):
+        run = f"{family}_{name}_seed{seed}"
+        if (family, name, seed, steps) in done:
+            continue
+        print(f"[{index}/{len(runs)}] {run}: {steps} steps", flush=True)
+        model, metrics, seconds = train_one(configs / SETTINGS[name].config_file(family), steps, seed, out, run)
+        row = {"family": family, "dataset": name, "seed": seed, "steps": steps, "seconds": round(seconds, 1), **metrics}
+        with results.open("a", newline="") as handle:
+            csv.DictWriter(handle, FIELDS, restval="").writerow(row)
+        rows.append(row)
+        if seed == profile.seeds[name][0]:  # the figure's seed; kept (float16) so a re-run can redraw it
+            images = SETTINGS[name].images
+            torch.save(generate(model, 64 if images else 2500, images).half(), out / "samples" / f"{run}.pt")
+            if images and family == "infogan":
+                grid, labels = code_grid(model)
+                torch.save({"images": grid.half(), "labels": labels, "continuous": model.code_sizes[2]},
+                           out / "samples" / f"{run}_codes.pt")
+        print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
+    for name in datasets:
+        seed = profile.seeds[name][0]
+        if all((out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in SETTINGS[name].families):
+            draw_samples(out, name, seed, max(r["steps"] for r in rows if r["dataset"] == name and r["seed"] == seed))
+    (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="infoae reproduce families", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, metavar="SETTING",
+                        help=f"settings to run (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
+                        help=f"families to run (default: every family of each setting): {', '.join(FAMILIES)}")
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's ring8 seeds")
     parser.add_argument("--configs", default=None,
                         help="folder of the example configs (default: the configs/ shipped in the package)")
@@ -259,10 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = PROFILES[args.profile]
     if args.seeds is not None:
         profile = replace(profile, seeds={**profile.seeds, "ring8": args.seeds})
-    runs = sum(len(profile.seeds[d]) for d in args.datasets) * len(FAMILIES)
-    print(f"families, profile {profile.name!r}: {runs} runs on {', '.join(args.datasets)}")
-    start = time.perf_counter()
     configs = Path(args.configs) if args.configs is not None else shipped_dir(CONFIGS)
-    reproduce(profile, configs, Path(args.out), tuple(args.datasets))
+    print(f"families, profile {profile.name!r} on {', '.join(args.datasets)}")
+    start = time.perf_counter()
+    reproduce(profile, configs, Path(args.out), tuple(args.datasets), tuple(args.families))
     print(f"wrote {args.out}/summary.md, results.csv and the sample figures in {math.ceil(time.perf_counter() - start)} s")
     return 0
