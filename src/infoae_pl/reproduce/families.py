@@ -276,17 +276,25 @@ def draw_samples(out: Path, name: str, seed: int, steps: int) -> Path:
                   f"ring of 8 Gaussians: the data, and each family's samples (blue) with the data's modes ringed ({note})")
     else:
         plot_images(samples, path, f"{setting.title}: generated x, G(z) or mean of p(x|z) ({note})")
-        codes = out / "samples" / f"infogan_{name}_seed{seed}_codes.pt"
-        if codes.is_file():
-            kept = torch.load(codes)
-            plot_code_grid(kept["images"].float(), kept["labels"], kept["continuous"], out / f"{name}_infogan_codes.png",
-                           f"InfoGAN, {setting.title} ({note})")
+    return path
+
+
+def draw_code_grid(out: Path, name: str, seed: int, steps: int) -> Path | None:
+    """Draw ``out/<setting>_infogan_codes.png`` (and its PDF) from InfoGAN's kept code grid of ``seed``, if kept."""
+    codes = out / "samples" / f"infogan_{name}_seed{seed}_codes.pt"
+    if not codes.is_file():
+        return None
+    kept = torch.load(codes)
+    path = out / f"{name}_infogan_codes.png"
+    plot_code_grid(kept["images"].float(), kept["labels"], kept["continuous"], path,
+                   f"InfoGAN, {SETTINGS[name].title} (seed {seed}, {steps} steps)")
     return path
 
 
 def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
-    """Draw the sample figures again from what ``out`` keeps (``results.csv`` and ``samples/``), without
-    training: per setting, the lowest seed whose samples every family kept."""
+    """Draw the figures again from what ``out`` keeps (``results.csv`` and ``samples/``), without training:
+    per setting, the samples of the lowest seed that every family kept, and InfoGAN's code grid of its
+    lowest seed; a setting with neither is an error."""
     rows = read_results(out / "results.csv")
     if not rows:
         raise FileNotFoundError(f"--figures-only draws from {out / 'results.csv'}, which holds no runs: "
@@ -295,9 +303,13 @@ def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
     for name in names:
         kept = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == name and all(
             (out / "samples" / f"{f}_{name}_seed{r['seed']}.pt").is_file() for f in SETTINGS[name].families))
-        if not kept:
+        infogan = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == name and r["family"] == "infogan")
+        drawn = [draw_samples(out, name, *kept[0])] if kept else []
+        if infogan and SETTINGS[name].images:
+            drawn += [p for p in (draw_code_grid(out, name, *infogan[0]),) if p is not None]
+        if not drawn:
             raise FileNotFoundError(f"{out / 'samples'} lacks the {name} samples of every family for any seed")
-        paths.append(draw_samples(out, name, *kept[0]))
+        paths += drawn
     return paths
 
 
@@ -347,8 +359,11 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
         print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
     for name in datasets:
         seed = profile.seeds[name][0]
+        steps = [r["steps"] for r in rows if r["dataset"] == name and r["seed"] == seed]
         if all((out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in SETTINGS[name].families):
-            draw_samples(out, name, seed, max(r["steps"] for r in rows if r["dataset"] == name and r["seed"] == seed))
+            draw_samples(out, name, seed, max(steps))
+        if steps:
+            draw_code_grid(out, name, seed, max(steps))
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
@@ -356,8 +371,8 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="infoae reproduce families", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="default", choices=sorted(PROFILES))
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS, metavar="SETTING",
-                        help=f"settings to run (default: all): {', '.join(DATASETS)}")
+    parser.add_argument("--datasets", nargs="+", default=None, choices=DATASETS, metavar="SETTING",
+                        help=f"settings to run (default: all; with --figures-only, those with results): {', '.join(DATASETS)}")
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES, metavar="FAMILY",
                         help=f"families to run (default: every family of each setting): {', '.join(FAMILIES)}")
     parser.add_argument("--seeds", type=int, nargs="+", action=DistinctSeeds, help="override the profile's ring8 seeds")
@@ -368,15 +383,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="no training: draw the sample figures (PNG and PDF) again from --out's results.csv and samples/")
     args = parser.parse_args(argv)
     if args.figures_only:
-        for path in redraw(Path(args.out), tuple(args.datasets)):
+        kept = {r["dataset"] for r in read_results(Path(args.out) / "results.csv")}
+        names = tuple(args.datasets or [name for name in DATASETS if name in kept] or DATASETS)
+        for path in redraw(Path(args.out), names):
             print(f"wrote {path} and its PDF")
         return 0
     profile = PROFILES[args.profile]
     if args.seeds is not None:
         profile = replace(profile, seeds={**profile.seeds, "ring8": args.seeds})
     configs = Path(args.configs) if args.configs is not None else shipped_dir(CONFIGS)
-    print(f"families, profile {profile.name!r} on {', '.join(args.datasets)}")
+    names = tuple(args.datasets or DATASETS)
+    print(f"families, profile {profile.name!r} on {', '.join(names)}")
     start = time.perf_counter()
-    reproduce(profile, configs, Path(args.out), tuple(args.datasets), tuple(args.families))
+    reproduce(profile, configs, Path(args.out), names, tuple(args.families))
     print(f"wrote {args.out}/summary.md, results.csv and the sample figures in {math.ceil(time.perf_counter() - start)} s")
     return 0
