@@ -360,10 +360,11 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
     for name in datasets:
         seed = profile.seeds[name][0]
         steps = [r["steps"] for r in rows if r["dataset"] == name and r["seed"] == seed]
+        if not steps:
+            continue
         if all((out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in SETTINGS[name].families):
             draw_samples(out, name, seed, max(steps))
-        if steps:
-            draw_code_grid(out, name, seed, max(steps))
+        draw_code_grid(out, name, seed, max(steps))
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
