@@ -8,11 +8,11 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from infoae_pl.data.toy import ring8
 from infoae_pl.divergences.mmd import mmd
-from infoae_pl.evaluation import GeneratedDataMMD, ModeCoverage, ReconstructionError
+from infoae_pl.evaluation import GeneratedDataMMD, ModeCoverage, ReconstructionError, generate
 
 
 class AffineGenerator(nn.Module):
@@ -173,3 +173,28 @@ def test_mode_coverage_sums_its_counts_like_a_ddp_reduction() -> None:
     values = first.compute()
     assert values["modes_hit"].item() == 4 and first.count.item() == 1000
     assert values["high_quality_fraction"].item() == pytest.approx(0.8)
+
+
+class BernoulliPixels(nn.Module):
+    """z ~ N(0, 1) and p(x|z) = Bernoulli(sigmoid(z)) on 4 pixels: grey means, binary draws."""
+
+    def prior(self) -> Distribution:
+        return Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
+
+    def decode(self, z: Tensor) -> Distribution:
+        return Independent(Bernoulli(logits=z.expand(-1, 4)), 1)
+
+    def sample_x(self, z: Tensor) -> Tensor:
+        return self.decode(z).sample()
+
+
+def test_generated_images_are_of_the_real_images_kind_binary_draws_or_grey_means() -> None:
+    model, count = BernoulliPixels(), 300
+    binary = generate(model, count, like=torch.tensor([[0.0, 1.0, 1.0, 0.0]]))
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+    torch.manual_seed(0)
+    grey = generate(model, count, like=torch.tensor([[0.0, 0.5, 1.0, 0.2]]))
+    torch.manual_seed(0)
+    z = model.prior().sample(torch.Size([count]))
+    torch.testing.assert_close(grey, torch.sigmoid(z).expand(-1, 4))
+    assert set(generate(model, count).unique().tolist()) == {0.0, 1.0}  # no real images: a draw, as before

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from matplotlib.text import Text
 
 from infoae_pl.reproduce import families
 
@@ -116,3 +117,26 @@ def test_an_older_results_file_gains_the_new_columns_and_keeps_its_rows(tmp_path
     header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
     assert header == families.FIELDS
     assert [r["mmd_x"] for r in families.read_results(tmp_path / "results.csv")] == [0.5] * len(families.FAMILIES)
+
+
+def test_the_image_figures_name_each_runs_own_steps(tmp_path, monkeypatch):
+    rows = [{"family": f, "dataset": "mnist5k_conv", "seed": 0, "steps": 4000 if f == "infovae" else 1500}
+            for f in families.FAMILIES]
+    (tmp_path / "samples").mkdir()
+    for family in families.FAMILIES:
+        torch.save(torch.rand(64, 784).half(), tmp_path / "samples" / f"{family}_mnist5k_conv_seed0.pt")
+    torch.save({"images": torch.rand(20, 784).half(), "labels": ["c = 0", "c = 1"], "continuous": 2},
+               tmp_path / "samples" / "infogan_mnist5k_conv_seed0_codes.pt")
+    titles = {}
+    monkeypatch.setattr(families, "save_figure", lambda figure, path: titles.update({path.name: (
+        figure.get_suptitle(), [ax.get_title() for ax in figure.axes], [t.get_text() for t in figure.findobj(Text)])}))
+    families.draw_samples(tmp_path, "mnist5k_conv", 0, rows)
+    families.draw_code_grid(tmp_path, "mnist5k_conv", 0, rows)
+    suptitle, panels, _ = titles["mnist5k_conv_samples.png"]
+    assert suptitle.endswith("(seed 0)") and panels[0] == "InfoVAE\n4,000 steps" and panels[2] == "InfoGAN\n1,500 steps"
+    assert any(t.startswith("InfoGAN, MNIST sample, convolutional nets (seed 0, 1,500 steps)")
+               for t in titles["mnist5k_conv_infogan_codes.png"][2])
+    same = [dict(r, steps=1500) for r in rows]
+    families.draw_samples(tmp_path, "mnist5k_conv", 0, same)
+    suptitle, panels, _ = titles["mnist5k_conv_samples.png"]
+    assert suptitle.endswith("(seed 0, 1,500 steps)") and panels[0] == "InfoVAE"

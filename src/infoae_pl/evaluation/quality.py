@@ -84,8 +84,8 @@ def _room(kept: list[Tensor] | Tensor, cap: int) -> int:
 class SampleQuality(Metric):
     """``fid``, ``kid`` (its mean over random subsets), ``class_coverage`` and ``class_kl`` of generated images.
 
-    ``update`` keeps up to ``max_examples`` real images and generates as many (``sample_x(z)``, z ~ p(z):
-    the same kind of x as the data the model is trained on); ``compute`` passes both through torchmetrics'
+    ``update`` keeps up to ``max_examples`` real images and generates as many (z ~ p(z); ``sample_x(z)``
+    for binary images, the mean of p(x|z) for grey ones: the same kind of x as the real); ``compute`` passes both through torchmetrics'
     FID (in float64, as its documentation advises) and KID with ``feature=`` the classifier's penultimate
     layer, KID over ``kid_subsets`` subsets of ``min(kid_subset_size, examples)``. A class is covered
     when it receives at least ``min_class_share`` of the generated images.
@@ -116,7 +116,7 @@ class SampleQuality(Metric):
             return
         x = x[:room].flatten(1)
         self.real.append(x.detach().float())
-        self.generated.append(generate(model, x.shape[0]).flatten(1).float())
+        self.generated.append(generate(model, x.shape[0], like=x).flatten(1).float())
 
     def compute(self) -> dict[str, Tensor]:
         real, generated = _cat(self.real), _cat(self.generated)

@@ -52,6 +52,13 @@ def reconstruct(model: Any, x: Tensor) -> Tensor:
     return decoded_x(model, posterior_point(model.encode(x)))
 
 
-def generate(model: Any, count: int) -> Tensor:
-    """``count`` generated x = ``sample_x(z)``, z ~ p(z) (a draw from p(x|z) for likelihood models)."""
-    return model.sample_x(model.prior().sample(torch.Size([count])))
+def generate(model: Any, count: int, like: Tensor | None = None) -> Tensor:
+    """``count`` generated x = ``sample_x(z)``, z ~ p(z) (a draw from p(x|z) for likelihood models).
+
+    With real images ``like`` that are not binary, a likelihood model gives the mean of p(x|z) instead:
+    a Bernoulli decoder trained on grey levels (the usual relaxation) would otherwise be scored with
+    binary draws against grey images."""
+    z = model.prior().sample(torch.Size([count]))
+    if like is not None and not bool(((like == 0) | (like == 1)).all()):
+        return decoded_x(model, z)
+    return model.sample_x(z)

@@ -167,12 +167,14 @@ def plot_ring(samples: dict[str, torch.Tensor], data: torch.Tensor, centres: tor
     save_figure(figure, path)
 
 
-def plot_images(samples: dict[str, torch.Tensor], path: Path, title: str) -> None:
+def plot_images(samples: dict[str, torch.Tensor], path: Path, title: str, notes: dict[str, str] | None = None) -> None:
+    """One 8×8 grid of images per family; ``notes`` (by family) are added to the panel titles."""
     figure = Figure(figsize=(2.6 * len(samples), 3.0), layout="constrained")
     axes = figure.subplots(1, len(samples), squeeze=False)[0]
     for ax, (family, x) in zip(axes, samples.items()):
         ax.imshow(image_grid(x.reshape(-1, 1, 28, 28).numpy(), 8), cmap="gray", vmin=0, vmax=1)
-        ax.set(title=FAMILY_NAMES.get(family, family), xticks=[], yticks=[])
+        note = (notes or {}).get(family)
+        ax.set(title=FAMILY_NAMES.get(family, family) + (f"\n{note}" if note else ""), xticks=[], yticks=[])
     figure.suptitle(title)
     save_figure(figure, path)
 
@@ -263,11 +265,20 @@ def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
 
 
-def draw_samples(out: Path, name: str, seed: int, steps: int) -> Path:
-    """Draw ``out/<setting>_samples.png`` (and its PDF) from the samples kept in ``out/samples`` for ``seed``."""
+def _steps_of(rows: list[dict[str, Any]], name: str, seed: int) -> dict[str, int]:
+    """Family -> training steps of the runs of setting ``name`` with ``seed``."""
+    return {r["family"]: int(r["steps"]) for r in rows if r["dataset"] == name and r["seed"] == seed}
+
+
+def draw_samples(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path:
+    """Draw ``out/<setting>_samples.png`` (and its PDF) from the samples kept in ``out/samples`` for ``seed``;
+    the steps of each run (from ``rows``) go to the title, or to each panel where the families differ."""
     setting = SETTINGS[name]
     samples = {f: torch.load(out / "samples" / f"{f}_{name}_seed{seed}.pt").float() for f in setting.families}
-    note = f"seed {seed}, {steps} steps"
+    steps = _steps_of(rows, name, seed)
+    same = len(set(steps.values())) == 1
+    note = f"seed {seed}, {next(iter(steps.values())):,} steps" if same else f"seed {seed}"
+    notes = None if same else {f: f"{count:,} steps" for f, count in steps.items()}
     path = out / f"{name}_samples.png"
     if not setting.images:
         mixture = InfoAEDataModule(dataset="ring8").mixture
@@ -275,11 +286,11 @@ def draw_samples(out: Path, name: str, seed: int, steps: int) -> Path:
         plot_ring(samples, data, mixture.centres, path,
                   f"ring of 8 Gaussians: the data, and each family's samples (blue) with the data's modes ringed ({note})")
     else:
-        plot_images(samples, path, f"{setting.title}: generated x, G(z) or mean of p(x|z) ({note})")
+        plot_images(samples, path, f"{setting.title}: generated x, G(z) or mean of p(x|z) ({note})", notes)
     return path
 
 
-def draw_code_grid(out: Path, name: str, seed: int, steps: int) -> Path | None:
+def draw_code_grid(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path | None:
     """Draw ``out/<setting>_infogan_codes.png`` (and its PDF) from InfoGAN's kept code grid of ``seed``, if kept."""
     codes = out / "samples" / f"infogan_{name}_seed{seed}_codes.pt"
     if not codes.is_file():
@@ -287,7 +298,7 @@ def draw_code_grid(out: Path, name: str, seed: int, steps: int) -> Path | None:
     kept = torch.load(codes)
     path = out / f"{name}_infogan_codes.png"
     plot_code_grid(kept["images"].float(), kept["labels"], kept["continuous"], path,
-                   f"InfoGAN, {SETTINGS[name].title} (seed {seed}, {steps} steps)")
+                   f"InfoGAN, {SETTINGS[name].title} (seed {seed}, {_steps_of(rows, name, seed)['infogan']:,} steps)")
     return path
 
 
@@ -301,12 +312,12 @@ def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
                                 "run the reproduction first")
     paths = []
     for name in names:
-        kept = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == name and all(
+        kept = sorted(r["seed"] for r in rows if r["dataset"] == name and all(
             (out / "samples" / f"{f}_{name}_seed{r['seed']}.pt").is_file() for f in SETTINGS[name].families))
-        infogan = sorted((r["seed"], r["steps"]) for r in rows if r["dataset"] == name and r["family"] == "infogan")
-        drawn = [draw_samples(out, name, *kept[0])] if kept else []
+        infogan = sorted(r["seed"] for r in rows if r["dataset"] == name and r["family"] == "infogan")
+        drawn = [draw_samples(out, name, kept[0], rows)] if kept else []
         if infogan and SETTINGS[name].images:
-            drawn += [p for p in (draw_code_grid(out, name, *infogan[0]),) if p is not None]
+            drawn += [p for p in (draw_code_grid(out, name, infogan[0], rows),) if p is not None]
         if not drawn:
             raise FileNotFoundError(f"{out / 'samples'} lacks the {name} samples of every family for any seed")
         paths += drawn
@@ -359,12 +370,12 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
         print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
     for name in datasets:
         seed = profile.seeds[name][0]
-        steps = [r["steps"] for r in rows if r["dataset"] == name and r["seed"] == seed]
-        if not steps:
+        if not _steps_of(rows, name, seed):
             continue
         if all((out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in SETTINGS[name].families):
-            draw_samples(out, name, seed, max(steps))
-        draw_code_grid(out, name, seed, max(steps))
+            draw_samples(out, name, seed, rows)
+        if "infogan" in _steps_of(rows, name, seed):
+            draw_code_grid(out, name, seed, rows)
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
