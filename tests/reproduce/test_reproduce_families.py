@@ -37,6 +37,13 @@ def test_summary_names_the_differences_beyond_the_seed_range():
     summary = families.summarise(rows)
     assert "| aae | 3 | 0.11 ± 0.01 [0.1, 0.12] |" in summary
     assert "- mmd_x: best aae; beyond the seed range of: infovae, ali_bigan, alice, cyclegan" in summary
+    assert "one seed only" not in summary
+    # One seed has no spread: such families are named and left out of the comparison, even when best.
+    single = [r for r in rows if r["seed"] == 0 or r["family"] in ("infogan", "alice")]
+    summary = families.summarise([dict(r, mmd_x=0.01) if r["family"] == "aae" else r for r in single])
+    assert "- one seed only, so no spread to compare against: infovae, aae, ali_bigan, cyclegan" in summary
+    assert "- mmd_x: best infogan; beyond the seed range of: alice" in summary
+    assert "best aae" not in families.summarise([r for r in rows if r["seed"] == 0])
 
 
 def test_figures_only_redraws_the_ring_from_kept_samples_without_training(tmp_path, monkeypatch):
@@ -52,6 +59,7 @@ def test_figures_only_redraws_the_ring_from_kept_samples_without_training(tmp_pa
     assert families.main(["--figures-only", "--datasets", "ring8", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "ring8_samples.png").stat().st_size > 10_000
     assert (tmp_path / "ring8_samples.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "| infogan | 2 | 0.1 ± 0 [0.1, 0.1] |" in (tmp_path / "summary.md").read_text()  # the table too
     with pytest.raises(FileNotFoundError, match="mnist5k"):
         families.redraw(tmp_path, ("mnist5k",))
 

@@ -8,8 +8,8 @@ generated to real x, ring mode coverage, reconstruction error, InfoGAN's code ac
 for images the Fréchet distance and KID in the package classifier's feature space, class coverage,
 InfoGAN's code accuracy on real held-out images and 1-NN accuracy on E(x) against raw pixels) go to
 ``results.csv`` and, as mean ± sd [range] over seeds, to ``summary.md``; ``<setting>_samples.png``
-(each with a PDF) shows every family's samples; ``--figures-only`` draws them again from the kept
-samples without training. Each finished run's row and samples are written at once, and a re-run skips
+(each with a PDF) shows every family's samples; ``--figures-only`` draws them and ``summary.md`` again
+from the kept samples and ``results.csv`` without training. Each finished run's row and samples are written at once, and a re-run skips
 the runs already done, so the set can be completed over several invocations. SIGTERM (a pre-empted
 cluster job) stops the running run with a checkpoint, as ``infoae fit`` does; the same command then
 resumes it from there.
@@ -211,7 +211,8 @@ def _cell(values: list[float]) -> str:
 
 def summarise(rows: list[dict[str, Any]]) -> str:
     """A markdown table per setting: mean ± sd [min, max] over seeds, and for each metric with an order
-    which families the best one beats beyond the seed spread (their ranges do not overlap)."""
+    which families the best one beats beyond the seed spread (their ranges do not overlap), among the
+    families run with several seeds (a one-seed family has no spread to judge a difference by)."""
     lines = []
     for name, setting in SETTINGS.items():
         subset = [r for r in rows if r["dataset"] == name]
@@ -229,10 +230,13 @@ def summarise(rows: list[dict[str, Any]]) -> str:
                 cells = " | ".join(_cell(values[family][key]) for key in keys)
                 lines.append(f"| {family} | {len(wall)} | {cells} | {statistics.mean(wall):.0f} |")
         lines.append("")
+        single = [f for f in FAMILIES if len({r["seed"] for r in subset if r["family"] == f}) == 1]
+        if single and len(single) < len({r["family"] for r in subset}):
+            lines.append(f"- one seed only, so no spread to compare against: {', '.join(single)}")
         for key in keys:
-            ranked = [(f, values[f][key]) for f in FAMILIES if values[f][key]]
+            ranked = [(f, values[f][key]) for f in FAMILIES if len(values[f][key]) > 1]
             lower = METRICS[key]
-            if lower is None or len(ranked) < 2 or not any(len(v) > 1 for _, v in ranked):
+            if lower is None or len(ranked) < 2:
                 continue
             best, best_values = (min if lower else max)(ranked, key=lambda fv: statistics.mean(fv[1]))
             beaten = [f for f, v in ranked if f != best
@@ -392,13 +396,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder of the example configs (default: the configs/ shipped in the package)")
     parser.add_argument("--out", default="reproduce/families", help="output folder (default: reproduce/families)")
     parser.add_argument("--figures-only", action="store_true",
-                        help="no training: draw the sample figures (PNG and PDF) again from --out's results.csv and samples/")
+                        help="no training: draw the sample figures (PNG and PDF) and summary.md again from --out's results.csv and samples/")
     args = parser.parse_args(argv)
     if args.figures_only:
         kept = {r["dataset"] for r in read_results(Path(args.out) / "results.csv")}
         names = tuple(args.datasets or [name for name in DATASETS if name in kept] or DATASETS)
         for path in redraw(Path(args.out), names):
             print(f"wrote {path} and its PDF")
+        summary = Path(args.out) / "summary.md"
+        summary.write_text(summarise(read_results(Path(args.out) / "results.csv")))
+        print(f"wrote {summary}")
         return 0
     profile = PROFILES[args.profile]
     if args.seeds is not None:
