@@ -104,6 +104,13 @@ def test_tiny_image_setting_reports_sample_quality_and_draws_the_infogan_code_gr
     assert 0 <= float(written["ali_bigan"]["feature_accuracy"]) <= 1
     assert (out / "mnist5k_conv_samples.png").stat().st_size > 10_000
     assert (out / "mnist5k_conv_infogan_codes.png").stat().st_size > 5_000
+    # Reconstructions x -> z -> x of every family with an encoder (not InfoGAN), the held-out x kept beside.
+    kept = torch.load(out / "samples" / "ali_bigan_mnist5k_conv_seed0_reconstructions.pt")
+    assert kept.shape == (2, families.RECONSTRUCTED_IMAGES, 784) and kept[1].min() >= 0 and kept[1].max() <= 1
+    assert not (out / "samples" / "infogan_mnist5k_conv_seed0_reconstructions.pt").exists()
+    assert (out / "mnist5k_conv_reconstructions.png").stat().st_size > 5_000
+    (out / "mnist5k_conv_reconstructions.png").unlink()
+    assert out / "mnist5k_conv_reconstructions.png" in families.redraw(out, ("mnist5k_conv",))
     summary = (out / "summary.md").read_text()
     assert "### mnist5k_conv: MNIST sample, convolutional nets (seeds 0)" in summary
     header = next(line for line in summary.splitlines() if line.startswith("| family |"))

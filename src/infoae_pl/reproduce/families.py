@@ -8,7 +8,8 @@ generated to real x, ring mode coverage, reconstruction error, InfoGAN's code ac
 for images the Fréchet distance and KID in the package classifier's feature space, class coverage,
 InfoGAN's code accuracy on real held-out images and 1-NN accuracy on E(x) against raw pixels) go to
 ``results.csv`` and, as mean ± sd [range] over seeds, to ``summary.md``; ``<setting>_samples.png``
-(each with a PDF) shows every family's samples; ``--figures-only`` draws them and ``summary.md`` again
+(each with a PDF) shows every family's samples, ``<setting>_reconstructions.png`` the images setting's
+reconstructions x → z → x (families with an encoder); ``--figures-only`` draws them and ``summary.md`` again
 from the kept samples and ``results.csv`` without training. Each finished run's row and samples are written at once, and a re-run skips
 the runs already done, so the set can be completed over several invocations. SIGTERM (a pre-empted
 cluster job) stops the running run with a checkpoint, as ``infoae fit`` does; the same command then
@@ -33,7 +34,7 @@ from matplotlib.figure import Figure
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.evaluation.figures import image_grid, image_grid_figure, save_figure
-from infoae_pl.evaluation.sampling import decoded_x
+from infoae_pl.evaluation.sampling import decoded_x, reconstruct
 from infoae_pl.reproduce.options import DistinctSeeds
 from infoae_pl.shipped import CONFIGS, shipped_dir
 from infoae_pl.training import build_cli
@@ -121,8 +122,9 @@ def config_steps(config: Path) -> int:
     return steps
 
 
-def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, dict[str, float], float]:
-    """Train ``config`` for ``steps`` with ``seed`` through ``infoae fit``; the model, final metrics and seconds."""
+def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, Any, dict[str, float], float]:
+    """Train ``config`` for ``steps`` with ``seed`` through ``infoae fit``; the model, its datamodule, the final
+    metrics and the seconds."""
     start = time.perf_counter()
     command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads sys.argv too when given args
     try:
@@ -137,7 +139,7 @@ def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tupl
         sys.argv = command_line
     logged = cli.trainer.callback_metrics
     metrics = {key: float(logged[f"val/{key}"]) for key in METRICS if f"val/{key}" in logged}
-    return cli.model, metrics, time.perf_counter() - start
+    return cli.model, cli.datamodule, metrics, time.perf_counter() - start
 
 
 @torch.no_grad()
@@ -190,6 +192,38 @@ def code_grid(model: Any, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
     torch.manual_seed(seed)
     latents, labels = model.latent_grid(CODE_GRID_COLUMNS)
     return decoded_x(model, latents).cpu(), labels
+
+
+#: Held-out images in the reconstruction figure.
+RECONSTRUCTED_IMAGES = 10
+
+
+@torch.no_grad()
+def reconstructions(model: Any, datamodule: Any) -> torch.Tensor:
+    """The first ``RECONSTRUCTED_IMAGES`` validation images x (as the model sees them) and x̂ = mean of
+    p(x|z) or G(z) at z = E(x), the posterior mean: ``[2, n, 784]``."""
+    x = next(iter(datamodule.val_dataloader()))[0][:RECONSTRUCTED_IMAGES].to(next(model.parameters()).device)
+    return torch.stack([x, reconstruct(model, x)]).flatten(2).cpu()
+
+
+def draw_reconstructions(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path | None:
+    """Draw ``out/<setting>_reconstructions.png`` (and its PDF): per family with an encoder (InfoGAN's Q infers
+    the codes only, so G(Q(x)) is no reconstruction), a row of held-out images and a row of their
+    reconstructions x → z → x; None until every such family of the setting kept its reconstructions."""
+    families = [f for f in SETTINGS[name].families if f != "infogan"]
+    kept = [out / "samples" / f"{f}_{name}_seed{seed}_reconstructions.pt" for f in families]
+    if not families or not all(path.is_file() for path in kept):
+        return None
+    steps = _steps_of(rows, name, seed)
+    pairs = [torch.load(path).float() for path in kept]
+    images = torch.cat([image for pair in pairs for image in pair])
+    labels = [label for f in families for label in (f"{FAMILY_NAMES[f]}: x", f"x̂ ({steps[f]:,} steps)")]
+    path = out / f"{name}_reconstructions.png"
+    figure = image_grid_figure(images.reshape(-1, 1, 28, 28).numpy(), pairs[0].shape[1],
+                               f"{SETTINGS[name].title}: held-out images x and reconstructions x̂ = G(E(x)) "
+                               f"or the mean of p(x|E(x)) (seed {seed})", labels)
+    save_figure(figure, path)
+    return path
 
 
 def plot_code_grid(images: torch.Tensor, labels: list[str], continuous: int, path: Path, title: str) -> None:
@@ -322,6 +356,8 @@ def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
         drawn = [draw_samples(out, name, kept[0], rows)] if kept else []
         if infogan and SETTINGS[name].images:
             drawn += [p for p in (draw_code_grid(out, name, infogan[0], rows),) if p is not None]
+        if kept and SETTINGS[name].images:
+            drawn += [p for p in (draw_reconstructions(out, name, kept[0], rows),) if p is not None]
         if not drawn:
             raise FileNotFoundError(f"{out / 'samples'} lacks the {name} samples of every family for any seed")
         paths += drawn
@@ -359,7 +395,7 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
         if (family, name, seed, steps) in done:
             continue
         print(f"[{index}/{len(runs)}] {run}: {steps} steps", flush=True)
-        model, metrics, seconds = train_one(configs / SETTINGS[name].config_file(family), steps, seed, out, run)
+        model, datamodule, metrics, seconds = train_one(configs / SETTINGS[name].config_file(family), steps, seed, out, run)
         row = {"family": family, "dataset": name, "seed": seed, "steps": steps, "seconds": round(seconds, 1), **metrics}
         with results.open("a", newline="") as handle:
             csv.DictWriter(handle, FIELDS, restval="").writerow(row)
@@ -371,6 +407,8 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
                 grid, labels = code_grid(model)
                 torch.save({"images": grid.half(), "labels": labels, "continuous": model.code_sizes[2]},
                            out / "samples" / f"{run}_codes.pt")
+            elif images:
+                torch.save(reconstructions(model, datamodule).half(), out / "samples" / f"{run}_reconstructions.pt")
         print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
     for name in datasets:
         seed = profile.seeds[name][0]
@@ -380,6 +418,8 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
             draw_samples(out, name, seed, rows)
         if "infogan" in _steps_of(rows, name, seed):
             draw_code_grid(out, name, seed, rows)
+        if SETTINGS[name].images:
+            draw_reconstructions(out, name, seed, rows)
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
