@@ -107,6 +107,7 @@ def test_tiny_image_setting_reports_sample_quality_and_draws_the_infogan_code_gr
     # Reconstructions x -> z -> x of every family with an encoder (not InfoGAN), the held-out x kept beside.
     kept = torch.load(out / "samples" / "ali_bigan_mnist5k_conv_seed0_reconstructions.pt")
     assert kept.shape == (2, families.RECONSTRUCTED_IMAGES, 784) and kept[1].min() >= 0 and kept[1].max() <= 1
+    assert len({tuple(image.tolist()) for image in kept[0]}) == families.RECONSTRUCTED_IMAGES  # one image per label
     assert not (out / "samples" / "infogan_mnist5k_conv_seed0_reconstructions.pt").exists()
     assert (out / "mnist5k_conv_reconstructions.png").stat().st_size > 5_000
     (out / "mnist5k_conv_reconstructions.png").unlink()

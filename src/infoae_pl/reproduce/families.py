@@ -200,10 +200,16 @@ RECONSTRUCTED_IMAGES = 10
 
 @torch.no_grad()
 def reconstructions(model: Any, datamodule: Any) -> torch.Tensor:
-    """The first ``RECONSTRUCTED_IMAGES`` validation images x (as the model sees them) and x̂ = mean of
-    p(x|z) or G(z) at z = E(x), the posterior mean: ``[2, n, 784]``."""
-    x = next(iter(datamodule.val_dataloader()))[0][:RECONSTRUCTED_IMAGES].to(next(model.parameters()).device)
-    return torch.stack([x, reconstruct(model, x)]).flatten(2).cpu()
+    """The first validation image (as the model sees it) of each of the first ``RECONSTRUCTED_IMAGES`` labels,
+    and x̂ = mean of p(x|z) or G(z) at z = E(x), the posterior mean: ``[2, n, 784]``."""
+    first: dict[int, torch.Tensor] = {}
+    for x, y in datamodule.val_dataloader():
+        for image, label in zip(x, y.tolist()):
+            first.setdefault(label, image)
+        if len(first) >= RECONSTRUCTED_IMAGES:
+            break
+    x = torch.stack([first[label] for label in sorted(first)[:RECONSTRUCTED_IMAGES]])
+    return torch.stack([x, reconstruct(model, x.to(next(model.parameters()).device)).cpu()]).flatten(2)
 
 
 def draw_reconstructions(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path | None:
@@ -396,6 +402,7 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
             continue
         print(f"[{index}/{len(runs)}] {run}: {steps} steps", flush=True)
         model, datamodule, metrics, seconds = train_one(configs / SETTINGS[name].config_file(family), steps, seed, out, run)
+        model.eval()  # fit leaves it in training mode, where batch norm would use the statistics of the batch drawn
         row = {"family": family, "dataset": name, "seed": seed, "steps": steps, "seconds": round(seconds, 1), **metrics}
         with results.open("a", newline="") as handle:
             csv.DictWriter(handle, FIELDS, restval="").writerow(row)
