@@ -90,12 +90,23 @@ def _narrow_conv_configs(folder: Path, classifier_dir: Path) -> None:
         (folder / name).write_text(yaml.safe_dump(settings))
 
 
-def test_tiny_image_setting_reports_sample_quality_and_draws_the_infogan_code_grid(tmp_path):
+def test_tiny_image_setting_reports_sample_quality_and_draws_the_infogan_code_grid(tmp_path, monkeypatch):
     configs = tmp_path / "configs"
     configs.mkdir()
     _narrow_conv_configs(configs, tmp_path / "classifiers")
     out = tmp_path / "out"
+    modes = []  # the figures' tensors come from models in eval mode (batch norm on its running statistics)
+
+    def recording(make):
+        def made(model, *args, **kwargs):
+            modes.append(model.training)
+            return make(model, *args, **kwargs)
+        return made
+
+    for name in ("generate", "code_grid", "reconstructions"):
+        monkeypatch.setattr(families, name, recording(getattr(families, name)))
     rows = families.reproduce(families.PROFILES["tiny"], configs, out, datasets=("mnist5k_conv",))
+    assert len(modes) == 2 * len(families.FAMILIES) and not any(modes)
     assert [r["family"] for r in rows] == list(families.FAMILIES)
     written = {r["family"]: r for r in csv.DictReader((out / "results.csv").open())}
     for row in written.values():
