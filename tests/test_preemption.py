@@ -19,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.demos.boring_classes import BoringModel
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from optuna.trial import TrialState
 
-from infoae_pl.preemption import EXIT_CODE, REASON, RESUME_ATTR, WANDB_ATTR
+from infoae_pl.preemption import EXIT_CODE, REASON, RESUME_ATTR, WANDB_ATTR, SaveOnSigterm
 from infoae_pl.reproduce import fig1
 from infoae_pl.tuning import load_study, open_study, run_sweep
 
@@ -103,8 +107,13 @@ def saved_step(line: str) -> tuple[int, Path]:
     return int(match.group(1)), Path(match.group(2))
 
 
-def epoch_checkpoint(folder: Path) -> Callable[[Path], bool]:
-    return lambda _: any((folder / "checkpoints").glob("epoch=*.ckpt"))
+def epoch_checkpoint(folder: Path, after: int = 0) -> Callable[[Path], bool]:
+    """Ready once ``folder`` holds an epoch's checkpoint past step ``after``: a resumed run first saves again
+    the epoch end it was stopped at, before it has trained a step."""
+    def ready(_: Path) -> bool:
+        return any(int(re.search(r"step=(\d+)", c.name).group(1)) > after
+                   for c in (folder / "checkpoints").glob("epoch=*.ckpt"))
+    return ready
 
 
 def logged_steps(metrics: Path) -> list[int]:
@@ -128,12 +137,50 @@ def test_sigterm_stops_a_fit_with_a_checkpoint_that_the_same_command_resumes(tmp
     assert (tmp_path / checkpoint).parent == runs / "version_0" / "checkpoints"
     assert torch.load(tmp_path / checkpoint, weights_only=False)["global_step"] == step >= 10
 
-    second = run_until_sigterm(command, tmp_path, epoch_checkpoint(runs / "version_1"), "second")
+    second = run_until_sigterm(command, tmp_path, epoch_checkpoint(runs / "version_1", after=step), "second")
     assert f"resuming the pre-empted run of this config from step {step}" in second.stdout
     assert_stopped_promptly_with_one_line(second, "infoae")
     assert min(logged_steps(runs / "version_1" / "metrics.csv")) >= step  # training went on, not from 0
     later, _ = saved_step(second.last_line)
     assert later > step
+
+
+class EpochsSeen(Callback):
+    """Records (epoch, global step) at every training epoch's start and end; sends this process SIGTERM at the
+    end of epoch ``stop_at`` (Lightning's handler, installed during the fit, stops the fit there)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.stop_at, self.started, self.ended = stop_at, [], []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.started.append((trainer.current_epoch, trainer.global_step))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.ended.append((trainer.current_epoch, trainer.global_step))
+        if trainer.current_epoch == self.stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_fit_stopped_at_an_epoch_end_resumes_with_the_next_epoch_and_no_empty_one(tmp_path):
+    def trainer(max_steps: int, seen: EpochsSeen) -> L.Trainer:
+        return L.Trainer(max_steps=max_steps, limit_train_batches=4, limit_val_batches=1, num_sanity_val_steps=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[SaveOnSigterm(tmp_path / "preempted.ckpt"), seen])
+
+    first = EpochsSeen(stop_at=0)
+    with pytest.raises(SIGTERMException):
+        trainer(100, first).fit(BoringModel())
+    assert first.ended == [(0, 4)]
+
+    second = EpochsSeen()
+    resumed = trainer(12, second)
+    resumed.fit(BoringModel(), ckpt_path=tmp_path / "preempted.ckpt")
+    # Lightning finishes the stopped epoch's end again (as from its own epoch-end checkpoints), then trains
+    # epochs 1 and 2 of four steps each; stopped after counting epoch 0 completed, it ran an empty epoch 1.
+    assert second.started == [(1, 4), (2, 8)]
+    assert second.ended == [(0, 4), (1, 8), (2, 12)]
+    assert resumed.current_epoch == 3
 
 
 @pytest.mark.slow

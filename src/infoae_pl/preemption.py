@@ -147,12 +147,32 @@ class SaveOnSigterm(Callback):
             return  # nothing trained (or restored) yet: nothing to save
         path = self.path or checkpoint_dir(trainer) / CHECKPOINT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(path, weights_only=False)
+        with _as_at_epoch_end(trainer):
+            trainer.save_checkpoint(path, weights_only=False)
         self.saved = (path, trainer.global_step)
         if self.note is not None:
             remember_preempted(*self.note, path, trainer.global_step)
         _last_save.update({"message": f"pre-empted (SIGTERM) at step {trainer.global_step}; saved {path}",
                            "checkpoint": path, "step": trainer.global_step})
+
+
+@contextlib.contextmanager
+def _as_at_epoch_end(trainer: Trainer) -> Iterator[None]:
+    """Lightning stops for SIGTERM at an epoch's end after counting the epoch completed; resumed from that
+    state it runs an empty extra epoch (one epoch fewer of training under ``max_epochs``). Inside, a just
+    completed epoch counts as processed only, as in the checkpoint ``ModelCheckpoint`` saves at that point,
+    which Lightning resumes by finishing that epoch's end and going on with the next one."""
+    progress = trainer.fit_loop.epoch_progress
+    at_boundary = progress.current.completed == progress.current.ready and progress.total.completed > 0
+    if at_boundary:
+        progress.current.completed -= 1
+        progress.total.completed -= 1
+    try:
+        yield
+    finally:
+        if at_boundary:
+            progress.current.completed += 1
+            progress.total.completed += 1
 
 
 def checkpoint_dir(trainer: Trainer) -> Path:
