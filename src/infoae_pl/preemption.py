@@ -147,7 +147,7 @@ class SaveOnSigterm(Callback):
             return  # nothing trained (or restored) yet: nothing to save
         path = self.path or checkpoint_dir(trainer) / CHECKPOINT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        with _as_at_epoch_end(trainer):
+        with resumable_epoch_progress(trainer):
             trainer.save_checkpoint(path, weights_only=False)
         self.saved = (path, trainer.global_step)
         if self.note is not None:
@@ -157,7 +157,7 @@ class SaveOnSigterm(Callback):
 
 
 @contextlib.contextmanager
-def _as_at_epoch_end(trainer: Trainer) -> Iterator[None]:
+def resumable_epoch_progress(trainer: Trainer) -> Iterator[None]:
     """Lightning stops for SIGTERM at an epoch's end after counting the epoch completed; resumed from that
     state it runs an empty extra epoch (one epoch fewer of training under ``max_epochs``). Inside, a just
     completed epoch counts as processed only, as in the checkpoint ``ModelCheckpoint`` saves at that point,
@@ -265,6 +265,7 @@ __all__ = [
     "forward_sigterm",
     "preempted_checkpoint",
     "remember_preempted",
+    "resumable_epoch_progress",
     "resume_attrs",
     "resume_checkpoint",
     "stop_on_sigterm",

@@ -34,7 +34,7 @@ from infoae_pl._compat import logger_writes_this_step, logging_step
 from infoae_pl.evaluation import EvaluationCallback
 from infoae_pl.loggers import BestAndFinal
 from infoae_pl.models.stacked import StackedModules
-from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resume_attrs
+from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resumable_epoch_progress, resume_attrs
 from infoae_pl.quiet import lightning_info_silenced
 from infoae_pl.training import FinalValidation
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
@@ -232,7 +232,8 @@ class TrialGroup(L.Callback):
             return
         slots = self.running(pl_module)
         for module, slot in zip(pl_module.unstack([s.name for s in slots]), slots):
-            path = self.checkpoint(trainer, pl_module, module, slot, self.epoch, preempted=True)
+            with resumable_epoch_progress(trainer):
+                path = self.checkpoint(trainer, pl_module, module, slot, self.epoch, preempted=True)
             slot.state, slot.reason = "preempted", f"pre-empted (SIGTERM) at step {trainer.global_step}"
             run_id = next((logger.version for logger in slot.loggers if isinstance(logger, WandbLogger)), None)
             slot.resume = resume_attrs(Preempted(checkpoint=path, wandb_run_id=run_id), self.spec.output_dir)
