@@ -25,6 +25,7 @@ from infoae_pl.evaluation import (
 )
 from infoae_pl.evaluation.classifier import _data_hash
 from infoae_pl.evaluation.quality import distances
+from infoae_pl.nets.codes import FactorisedCode
 
 #: Seconds of training on 2 cores; enough for a feature space that orders the degradations below.
 QUICK = ClassifierSettings(steps=300, channels=8, hidden_dim=64, batch_size=64)
@@ -203,3 +204,58 @@ def test_classifier_settings_per_data_set_and_bad_options_named_before_any_work(
         EvaluationCallback(classifier="auto", classifier_settings={"binarize_fraction": 2.0})
     with pytest.raises(ValueError, match=r"dataset='ring8' is not supported; choose one of: mnist, mnist5k, fashion_mnist"):
         load_or_train_classifier("ring8")
+
+
+class CodedImagesModel(nn.Module):
+    """An InfoGAN-like 'generator' of real held-out images: code k draws an image of class ``classes[k]``,
+    or with probability ``mix`` one of class ``classes[(k + 1) % 10]``."""
+
+    def __init__(self, x, y, classes, mix=0.0, seed=0):
+        super().__init__()
+        self.pools = [x[y == c] for c in range(10)]
+        self.classes, self.mix = classes, mix
+        self.generator = torch.Generator().manual_seed(seed)
+        self.anchor = nn.Parameter(torch.zeros(1))
+
+    def prior(self):
+        return FactorisedCode.prior(2, 10, 0, like=self.anchor)
+
+    def sample_x(self, z):
+        code = z[:, 2:12].argmax(-1)
+        shifted = torch.rand(len(z), generator=self.generator) < self.mix
+        classes = self.classes[torch.where(shifted, (code + 1) % 10, code)]
+        return torch.stack([self.pools[c][torch.randint(len(self.pools[c]), (1,), generator=self.generator)][0]
+                            for c in classes.tolist()])
+
+
+def test_code_purity_is_the_matched_agreement_of_codes_and_the_classifiers_labels(classifier, images):
+    _, _, test_x, test_y = images
+    permutation = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+    pure = CodedImagesModel(test_x, test_y, permutation)
+    quality = SampleQuality(classifier.model, max_examples=500)
+    torch.manual_seed(0)
+    for part in test_x[:500].split(200):
+        quality.update(pure, part)
+    got = quality.compute()
+    # Independently: the classifier's labels of the second half against the class each code was drawn from.
+    codes, generated = torch.cat(quality.codes), torch.cat(quality.generated)
+    assert len(codes) == len(generated) == 500
+    labels = classifier.model.predict(generated)[250:]
+    assert got["code_purity"].item() == pytest.approx((labels == permutation[codes[250:]]).double().mean().item())
+    assert got["code_purity"].item() > 0.85
+
+    purities = []
+    for mix in (0.25, 0.5):  # a code drawing a neighbour's class a quarter, then half of the time
+        mixed = SampleQuality(classifier.model, max_examples=500)
+        for part in test_x[:500].split(200):
+            mixed.update(CodedImagesModel(test_x, test_y, permutation, mix=mix, seed=1), part)
+        purities.append(mixed.compute()["code_purity"].item())
+    assert got["code_purity"].item() > purities[0] > purities[1]
+    assert purities[0] < 0.8 and purities[1] < 0.6
+
+
+def test_a_model_without_a_categorical_code_has_no_code_purity(classifier, images):
+    _, _, test_x, _ = images
+    quality = SampleQuality(classifier.model, max_examples=100)
+    quality.update(ReplayModel(test_x[100:200]), test_x[:100])
+    assert "code_purity" not in quality.compute() and not quality.codes

@@ -58,12 +58,12 @@ def test_every_conv_config_trains_through_infoae_fit_and_logs_the_image_metrics(
         rows = list(csv.DictReader(handle))
     expected = ["val/fid", "val/kid", "val/class_coverage", "val/class_kl", "val/feature_accuracy", "val/pixel_accuracy"]
     if config.startswith("infogan"):
-        expected.append("val/code_accuracy_real")
+        expected += ["val/code_accuracy_real", "val/code_purity"]
     values = {key: float(_last_row_with(rows, key)[key]) for key in expected}
     assert all(math.isfinite(v) for v in values.values()), values
     assert values["val/fid"] >= 0 and 0 <= values["val/class_kl"] <= math.log(10) + 1e-6  # logged as float32
     assert 1 <= values["val/class_coverage"] <= 10
-    assert all(0 <= values[k] <= 1 for k in expected if "accuracy" in k)
+    assert all(0 <= values[k] <= 1 for k in expected if "accuracy" in k or "purity" in k)
     assert len(list(classifier_dir.glob(f"{settings['data']['dataset']}-classifier-*.pt"))) == 1
 
 

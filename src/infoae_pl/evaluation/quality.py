@@ -4,7 +4,9 @@
   both by torchmetrics (``FrechetInceptionDistance``/``KernelInceptionDistance`` with ``feature=`` the
   penultimate layer of the package's classifier, :mod:`infoae_pl.evaluation.classifier`), and class
   coverage: how many classes the classifier sees among generated images and the KL of that histogram
-  from uniform.
+  from uniform; for a model with a categorical code (InfoGAN), ``code_purity``: the classifier's labels
+  of the generated images against the codes they were drawn with, under the best one-to-one matching
+  (fitted on one half of them, scored on the other), i.e. how well G's codes pick classes.
 * :class:`MatchedCodeAccuracy`: InfoGAN's categorical code on real images, Q's most probable code
   against the true label under the one-to-one matching of codes to classes (Hungarian algorithm)
   fitted on training images and scored on the held-out ones.
@@ -82,7 +84,8 @@ def _room(kept: list[Tensor] | Tensor, cap: int) -> int:
 
 
 class SampleQuality(Metric):
-    """``fid``, ``kid`` (its mean over random subsets), ``class_coverage`` and ``class_kl`` of generated images.
+    """``fid``, ``kid`` (its mean over random subsets), ``class_coverage`` and ``class_kl`` of generated images,
+    and ``code_purity`` for a model with a categorical code (see the module's docstring).
 
     ``update`` keeps up to ``max_examples`` real images and generates as many (z ~ p(z); ``sample_x(z)``
     for binary images, the mean of p(x|z) for grey ones: the same kind of x as the real); ``compute`` passes both through torchmetrics'
@@ -107,21 +110,39 @@ class SampleQuality(Metric):
         self.min_class_share = min_class_share
         self.add_state("real", [], dist_reduce_fx="cat")
         self.add_state("generated", [], dist_reduce_fx="cat")
+        self.add_state("codes", [], dist_reduce_fx="cat")
+        self._num_codes = 0
 
     @torch.no_grad()
     def update(self, model: Any, x: Tensor) -> None:
-        """Keep the batch's real images (within the cap) and generate as many from ``model``."""
+        """Keep the batch's real images (within the cap) and generate as many from ``model``, keeping the
+        categorical code each was drawn with when the model has one."""
         room = _room(self.real, self.max_examples)
         if room <= 0:
             return
         x = x[:room].flatten(1)
         self.real.append(x.detach().float())
-        self.generated.append(generate(model, x.shape[0], like=x).flatten(1).float())
+        z = model.prior().sample(torch.Size([x.shape[0]]))
+        self.generated.append(generate(model, x.shape[0], like=x, z=z).flatten(1).float())
+        self._num_codes = categorical_codes(model)
+        if self._num_codes >= 2:
+            self.codes.append(model.prior().split(z)[1].argmax(-1))
 
     def compute(self) -> dict[str, Tensor]:
         real, generated = _cat(self.real), _cat(self.generated)
         return {**distances(self.classifier, real, generated, self.kid_subset_size, self.kid_subsets),
-                **self.coverage(generated)}
+                **self.coverage(generated), **self.purity(generated)}
+
+    @torch.no_grad()
+    def purity(self, images: Tensor) -> dict[str, Tensor]:
+        """``code_purity`` of ``images`` drawn with the kept codes (none without a categorical code)."""
+        if self._num_codes < 2 or len(images) < 2:
+            return {}
+        codes, labels = _cat(self.codes), self.classifier.predict(images.float())
+        half = len(codes) // 2
+        accuracy = matched_accuracy(codes[:half], labels[:half], codes[half:], labels[half:], self._num_codes,
+                                    self.classifier.head.out_features)
+        return {"code_purity": torch.tensor(accuracy, dtype=torch.float64)}
 
     @torch.no_grad()
     def coverage(self, images: Tensor) -> dict[str, Tensor]:

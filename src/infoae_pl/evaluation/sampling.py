@@ -52,13 +52,14 @@ def reconstruct(model: Any, x: Tensor) -> Tensor:
     return decoded_x(model, posterior_point(model.encode(x)))
 
 
-def generate(model: Any, count: int, like: Tensor | None = None) -> Tensor:
-    """``count`` generated x = ``sample_x(z)``, z ~ p(z) (a draw from p(x|z) for likelihood models).
+def generate(model: Any, count: int, like: Tensor | None = None, z: Tensor | None = None) -> Tensor:
+    """``count`` generated x = ``sample_x(z)``, z ~ p(z) (a draw from p(x|z) for likelihood models), or from
+    the given ``z`` (``[count, latent]``).
 
     With real images ``like`` that are not binary, a likelihood model gives the mean of p(x|z) instead:
     a Bernoulli decoder trained on grey levels (the usual relaxation) would otherwise be scored with
     binary draws against grey images."""
-    z = model.prior().sample(torch.Size([count]))
+    z = model.prior().sample(torch.Size([count])) if z is None else z
     if like is not None and not bool(((like == 0) | (like == 1)).all()):
         return decoded_x(model, z)
     return model.sample_x(z)

@@ -82,6 +82,7 @@ METRICS = {
     "kid": True,
     "class_coverage": False,
     "class_kl": True,
+    "code_purity": False,
     "code_accuracy_real": False,
     "feature_accuracy": False,
     "pixel_accuracy": None,
