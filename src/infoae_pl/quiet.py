@@ -32,6 +32,10 @@ KNOWN_WARNINGS: tuple[tuple[type[Warning], str], ...] = (
     (UserWarning, r"Your `IterableDataset` has `__len__` defined"),
 )
 
+#: Known and harmless only when a command evaluates a checkpoint (validate, test): Lightning's notice that the
+#: checkpoint callback's folder differs from the one the checkpoint was saved with; such a run saves none.
+EVALUATION_WARNINGS: tuple[tuple[type[Warning], str], ...] = ((Warning, r"The dirpath has changed from"),)
+
 
 class _DropTips(logging.Filter):
     """Drops Lightning's "💡 Tip" advertisements; every other info line passes."""
@@ -82,7 +86,10 @@ class QuietCLI:
 
         trainer = super().instantiate_trainer(**kwargs)  # type: ignore[misc]
         trainer.callbacks.append(ReadableOutput())
+        if getattr(self, "subcommand", None) in ("validate", "test") and not sys.warnoptions:
+            for category, message in EVALUATION_WARNINGS:
+                warnings.filterwarnings("ignore", message=message, category=category)
         return trainer
 
 
-__all__ = ["KNOWN_WARNINGS", "QuietCLI", "lightning_info_silenced", "quiet_third_party"]
+__all__ = ["EVALUATION_WARNINGS", "KNOWN_WARNINGS", "QuietCLI", "lightning_info_silenced", "quiet_third_party"]
