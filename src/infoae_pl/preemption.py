@@ -159,7 +159,7 @@ class SaveOnSigterm(Callback):
 @contextlib.contextmanager
 def resumable_epoch_progress(trainer: Trainer) -> Iterator[None]:
     """Lightning stops for SIGTERM at an epoch's end after counting the epoch completed; resumed from that
-    state it runs an empty extra epoch (one epoch fewer of training under ``max_epochs``). Inside, a just
+    state a step-limited fit runs an empty extra epoch (its epoch numbers then run one ahead). Inside, a just
     completed epoch counts as processed only, as in the checkpoint ``ModelCheckpoint`` saves at that point,
     which Lightning resumes by finishing that epoch's end and going on with the next one."""
     progress = trainer.fit_loop.epoch_progress

@@ -94,8 +94,8 @@ class EvaluationCallback(L.Callback):
     ``class_coverage`` and ``class_kl`` of generated images in the feature space of the package's
     classifier (``classifier="auto"`` loads it from ``classifier_dir`` or trains and caches it on first
     use, with ``classifier_settings``; ``"none"``, the default, skips them; see
-    :mod:`infoae_pl.evaluation.quality`), ``code_purity`` and ``code_accuracy_real`` (InfoGAN's categorical code: how well G's codes pick classes, and Q's code
-    of real images against their labels) and
+    :mod:`infoae_pl.evaluation.quality`), ``code_purity`` and ``code_accuracy_real`` (InfoGAN's categorical
+    code: how well G's codes pick classes, and Q's code of real images against their labels) and
     ``feature_accuracy``/``pixel_accuracy`` (1-NN on the posterior mean and on pixels), fitted on the first
     ``fit_examples`` training images (0: skipped). The module
     provides ``prior`` and optionally ``encode``/``decode``/``sample_x``/``latent_grid``; what needs a
