@@ -122,11 +122,12 @@ class SampleQuality(Metric):
             return
         x = x[:room].flatten(1)
         self.real.append(x.detach().float())
-        z = model.prior().sample(torch.Size([x.shape[0]]))
+        prior = model.prior()
+        z = prior.sample(torch.Size([x.shape[0]]))
         self.generated.append(generate(model, x.shape[0], like=x, z=z).flatten(1).float())
         self._num_codes = categorical_codes(model)
         if self._num_codes >= 2:
-            self.codes.append(model.prior().split(z)[1].argmax(-1))
+            self.codes.append(prior.split(z)[1].argmax(-1))
 
     def compute(self) -> dict[str, Tensor]:
         real, generated = _cat(self.real), _cat(self.generated)

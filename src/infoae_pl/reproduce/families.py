@@ -216,12 +216,12 @@ def reconstructions(model: Any, datamodule: Any) -> torch.Tensor:
 def draw_reconstructions(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path | None:
     """Draw ``out/<setting>_reconstructions.png`` (and its PDF): per family with an encoder (InfoGAN's Q infers
     the codes only, so G(Q(x)) is no reconstruction), a row of held-out images and a row of their
-    reconstructions x → z → x; None until every such family of the setting kept its reconstructions."""
+    reconstructions x → z → x; None until every such family of the setting has its row and reconstructions."""
     families = [f for f in SETTINGS[name].families if f != "infogan"]
     kept = [out / "samples" / f"{f}_{name}_seed{seed}_reconstructions.pt" for f in families]
-    if not families or not all(path.is_file() for path in kept):
-        return None
     steps = _steps_of(rows, name, seed)
+    if not families or not all(path.is_file() for path in kept) or not set(families) <= set(steps):
+        return None
     pairs = [torch.load(path).float() for path in kept]
     images = torch.cat([image for pair in pairs for image in pair])
     labels = [label for f in families for label in (f"{FAMILY_NAMES[f]}: x", f"x̂ ({steps[f]:,} steps)")]
@@ -336,20 +336,35 @@ def draw_samples(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) ->
 
 
 def draw_code_grid(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> Path | None:
-    """Draw ``out/<setting>_infogan_codes.png`` (and its PDF) from InfoGAN's kept code grid of ``seed``, if kept."""
+    """Draw ``out/<setting>_infogan_codes.png`` (and its PDF) from InfoGAN's kept code grid of ``seed``, if kept
+    (and its run is in ``rows``)."""
     codes = out / "samples" / f"infogan_{name}_seed{seed}_codes.pt"
-    if not codes.is_file():
+    steps = _steps_of(rows, name, seed).get("infogan")
+    if steps is None or not codes.is_file():
         return None
     kept = torch.load(codes)
     path = out / f"{name}_infogan_codes.png"
     plot_code_grid(kept["images"].float(), kept["labels"], kept["continuous"], path,
-                   f"InfoGAN, {SETTINGS[name].title} (seed {seed}, {_steps_of(rows, name, seed)['infogan']:,} steps)")
+                   f"InfoGAN, {SETTINGS[name].title} (seed {seed}, {steps:,} steps)")
     return path
+
+
+def draw_setting(out: Path, name: str, seed: int, rows: list[dict[str, Any]]) -> list[Path]:
+    """Every figure of setting ``name`` that ``out/samples`` keeps for ``seed`` of runs in ``rows``: the samples
+    (once every family kept them), InfoGAN's code grid and the reconstructions."""
+    drawn = []
+    families = SETTINGS[name].families
+    if set(families) <= set(_steps_of(rows, name, seed)) and all(
+            (out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in families):
+        drawn.append(draw_samples(out, name, seed, rows))
+    drawn += [p for p in (draw_code_grid(out, name, seed, rows), draw_reconstructions(out, name, seed, rows))
+              if p is not None]
+    return drawn
 
 
 def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
     """Draw the figures again from what ``out`` keeps (``results.csv`` and ``samples/``), without training:
-    per setting, the samples of the lowest seed that every family kept, and InfoGAN's code grid of its
+    per setting, the figures of the lowest seed that every family kept samples of, else of InfoGAN's
     lowest seed; a setting with neither is an error."""
     rows = read_results(out / "results.csv")
     if not rows:
@@ -359,12 +374,8 @@ def redraw(out: Path, names: tuple[str, ...] = DATASETS) -> list[Path]:
     for name in names:
         kept = sorted(r["seed"] for r in rows if r["dataset"] == name and all(
             (out / "samples" / f"{f}_{name}_seed{r['seed']}.pt").is_file() for f in SETTINGS[name].families))
-        infogan = sorted(r["seed"] for r in rows if r["dataset"] == name and r["family"] == "infogan")
-        drawn = [draw_samples(out, name, kept[0], rows)] if kept else []
-        if infogan and SETTINGS[name].images:
-            drawn += [p for p in (draw_code_grid(out, name, infogan[0], rows),) if p is not None]
-        if kept and SETTINGS[name].images:
-            drawn += [p for p in (draw_reconstructions(out, name, kept[0], rows),) if p is not None]
+        seeds = kept or sorted(r["seed"] for r in rows if r["dataset"] == name and r["family"] == "infogan")
+        drawn = draw_setting(out, name, seeds[0], rows) if seeds else []
         if not drawn:
             raise FileNotFoundError(f"{out / 'samples'} lacks the {name} samples of every family for any seed")
         paths += drawn
@@ -419,15 +430,7 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
                 torch.save(reconstructions(model, datamodule).half(), out / "samples" / f"{run}_reconstructions.pt")
         print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
     for name in datasets:
-        seed = profile.seeds[name][0]
-        if not _steps_of(rows, name, seed):
-            continue
-        if all((out / "samples" / f"{f}_{name}_seed{seed}.pt").is_file() for f in SETTINGS[name].families):
-            draw_samples(out, name, seed, rows)
-        if "infogan" in _steps_of(rows, name, seed):
-            draw_code_grid(out, name, seed, rows)
-        if SETTINGS[name].images:
-            draw_reconstructions(out, name, seed, rows)
+        draw_setting(out, name, profile.seeds[name][0], rows)
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
     return rows
 
