@@ -6,6 +6,7 @@ import itertools
 import pytest
 import torch
 from torch import nn
+from torch.distributions import Normal
 
 from infoae_pl.evaluation import (
     MatchedCodeAccuracy,
@@ -87,7 +88,7 @@ class PermutedCodeModel(nn.Module):
     def encode(self, x):
         label = x[:, : len(self.permutation)].argmax(-1)
         logits = 5.0 * torch.eye(len(self.permutation))[self.permutation[label]]
-        return FactorisedCode(0, logits, x[:, -1:] * self.scale, torch.ones(len(x), 1))
+        return FactorisedCode(0, logits, Normal(x[:, -1:] * self.scale, torch.ones(len(x), 1)))
 
 
 def _labelled_images(n, classes=10, seed=0):

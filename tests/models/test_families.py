@@ -181,21 +181,43 @@ def test_the_mi_term_trains_the_shared_trunk_in_the_critic_step_only_when_asked(
     assert same != q_trains_trunk
 
 
+def test_q_in_the_critic_optimiser_trains_its_head_in_the_critic_step_only():
+    torch.manual_seed(0)
+    model = InfoGAN(noise_dim=2, num_categories=8, num_continuous=1, q_trains_trunk=True, q_optimizer="critic", **RING)
+    head = {id(p) for p in model.encoder.head.parameters()}
+    model_optimizer, critic_optimizer = model.configure_optimizers()
+    ids = [{id(p) for group in opt["optimizer"].param_groups for p in group["params"]} for opt in (model_optimizer, critic_optimizer)]
+    assert head <= ids[1] and head.isdisjoint(ids[0])
+    assert critic_optimizer["optimizer"].param_groups[0]["lr"] == RING["critic_lr"]
+    before = [p.detach().clone() for p in model.encoder.head.parameters()]
+    _fit(model, steps=3)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.encoder.head.parameters()))
+    assert model.optimizers()[1].optimizer.state[next(model.encoder.head.parameters())]["step"] == 3
+
+
+def test_a_uniform_code_prior_draws_noise_and_continuous_codes_in_the_unit_box_grid_included():
+    model = InfoGAN(noise_dim=4, num_categories=3, num_continuous=2, code_prior="uniform", **RING)
+    noise, _, continuous = model.prior().split(model.prior().sample(torch.Size([500])))
+    assert noise.abs().max() <= 1.0 and continuous.abs().max() <= 1.0 and continuous.abs().max() > 0.9
+    grid_noise = model.prior().split(model.latent_grid(4)[0])[0]
+    assert grid_noise.abs().max() <= 1.0
+
+
 def test_infogan_q_head_layout_and_a_fixed_continuous_std():
     model = InfoGAN(noise_dim=2, num_categories=8, num_continuous=2, continuous_std=2.0, q_hidden_dim=16, **RING)
     layers = [type(layer).__name__ for layer in model.encoder.head.modules()]
     assert layers[-4:] == ["Linear", "BatchNorm1d", "LeakyReLU", "Linear"]
     q = model.encode(_ring(5).expand(3, 5, 2))  # leading dimensions pass through the head's batch norm
-    assert q.loc.shape == (3, 5, 2) and torch.equal(q.scale, torch.full((3, 5, 2), 2.0))
+    assert q.continuous.loc.shape == (3, 5, 2) and torch.equal(q.continuous.scale, torch.full((3, 5, 2), 2.0))
     # log q of a continuous code is then a squared error scaled by 1/(2σ²) (plus constants)
     u = torch.randn(3, 5, 2)
-    expected = -(u - q.loc).square() / 8.0 - math.log(2.0) - 0.5 * math.log(2 * math.pi)
+    expected = -(u - q.continuous.loc).square() / 8.0 - math.log(2.0) - 0.5 * math.log(2 * math.pi)
     z = torch.cat([torch.zeros(3, 5, 2), F.one_hot(torch.zeros(3, 5, dtype=torch.long), 8).float(), u], -1)
     noise_and_code = torch.distributions.Normal(0.0, 1.0).log_prob(torch.zeros(2)).sum() + q.logits.log_softmax(-1)[..., 0]
     torch.testing.assert_close(q.log_prob(z), noise_and_code + expected.sum(-1))
     learned = InfoGAN(noise_dim=2, num_categories=8, num_continuous=2, q_hidden_dim=0, continuous_std=None, **RING)
     assert isinstance(learned.encoder.head, torch.nn.Linear) and learned.encoder.head.out_features == 8 + 2 + 2
-    assert learned.encode(_ring(5)).scale.min() > 0
+    assert learned.encode(_ring(5)).continuous.scale.min() > 0
 
 
 def test_infogan_code_grid_sweeps_each_continuous_code_with_the_noise_fixed():
@@ -239,6 +261,9 @@ def test_a_non_finite_loss_in_adversarial_training_stops_with_the_terms_named():
         (lambda: InfoGAN(latent_dim=3, **RING), "InfoGAN sets latent_dim itself"),
         (lambda: InfoGAN(continuous_std=0.0, **RING), r"continuous_std must be > 0 or null"),
         (lambda: InfoGAN(q_hidden_dim=-1, **RING), r"q_hidden_dim must be an integer >= 0"),
+        (lambda: InfoGAN(q_optimizer="discriminator", **RING), r"q_optimizer='discriminator' .* choose one of: generator, critic"),
+        (lambda: InfoGAN(q_optimizer="critic", **RING), r"q_optimizer='critic' .* set q_trains_trunk: true"),
+        (lambda: InfoGAN(code_prior="gauss", **RING), r"code_prior='gauss' .* choose one of: normal, uniform"),
         (lambda: InfoVAE(lam=-1.0, **RING), "lam must be >= 0"),
         (lambda: LagrangianModule(preset="cyclegan", data_dim=4, latent_dim=2), "set implicit_generator=True"),
     ],

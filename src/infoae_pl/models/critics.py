@@ -84,9 +84,9 @@ class Critics(nn.ModuleDict):
         """The critics' summed loss on ``samples`` (drawn without gradient)."""
         return sum(self[key].critic_loss(*samples.of_divergence(term)) for term, key in self.keys_by_term.items())
 
-    def optimizer(self) -> torch.optim.Optimizer:
-        """Adam over every critic's parameters."""
-        return torch.optim.Adam(self.parameters(), **self.optimizer_settings)
+    def optimizer(self, parameters: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+        """Adam with the critics' settings over ``parameters`` (default: every critic's)."""
+        return torch.optim.Adam(self.parameters() if parameters is None else parameters, **self.optimizer_settings)
 
 
 def check_critic_network(pair: str, network: Any) -> None:

@@ -12,10 +12,12 @@ from torchmetrics.functional.clustering import mutual_info_score
 
 from infoae_pl.divergences import CRITIC_DIVERGENCES
 from infoae_pl.models.lagrangian import LagrangianModule
-from infoae_pl.nets.codes import CodeHead, FactorisedCode
+from infoae_pl.nets.codes import CODE_PRIORS, CodeHead, FactorisedCode
 from infoae_pl.validation import check_choice, check_finite_number, check_int_at_least
 
 _MI_TERM = "E_p[log q(z|x)]"
+#: Where Q's head is trained: in the generator step (with G) or in the critic step (with the discriminator).
+Q_OPTIMIZERS = ("generator", "critic")
 
 
 class InfoGAN(LagrangianModule):
@@ -27,7 +29,10 @@ class InfoGAN(LagrangianModule):
     trunk. The MI term trains Q's head (``q_hidden_dim`` units of fully connected, batch norm, leaky
     ReLU, then the outputs, as in Chen et al.'s appendix C.1; 0: linear) and G in the generator step;
     the trunk learns from the discriminator's loss alone unless ``q_trains_trunk`` adds the MI term to
-    the critic step too (as Chen et al.'s code did). ``continuous_std`` fixes q(u|x)'s std for the
+    the critic step too; ``q_optimizer="critic"`` then trains Q's head in that step as well, with the
+    discriminator's optimiser and learning rate, not in the generator step (both as Chen et al.'s code
+    did). ``code_prior`` draws the noise and the continuous codes from N(0, 1) or, as Chen et al.'s code,
+    U(−1, 1). ``continuous_std`` fixes q(u|x)'s std for the
     continuous codes (as Chen et al.'s MNIST code did; None: Q outputs it). On the conv MNIST networks a
     learned std let Q shrink it until the MI term's gradient reaching G was ~30× the GAN term's (measured
     at step 50) and G drew noise; fixed at 1 the two are of one order and the codes pick digits.
@@ -52,9 +57,15 @@ class InfoGAN(LagrangianModule):
         q_hidden_dim: int = 128,
         continuous_std: float | None = 1.0,
         q_trains_trunk: bool = False,
+        q_optimizer: str = "generator",
+        code_prior: str = "normal",
         **kwargs: Any,
     ) -> None:
         check_choice("x_divergence", x_divergence, CRITIC_DIVERGENCES)
+        check_choice("q_optimizer", q_optimizer, Q_OPTIMIZERS)
+        check_choice("code_prior", code_prior, CODE_PRIORS)
+        if q_optimizer == "critic" and not q_trains_trunk:
+            raise ValueError("q_optimizer='critic' trains Q's head on the MI term in the critic step: set q_trains_trunk: true too")
         check_int_at_least("noise_dim", noise_dim, 0)
         check_int_at_least("num_continuous", num_continuous, 0)
         check_int_at_least("code_samples", code_samples, 1)
@@ -86,15 +97,22 @@ class InfoGAN(LagrangianModule):
             raise ValueError("InfoGAN's x_critic must expose `trunk` (a module) and `feature_dim` (an int) for its Q head")
         self.encoder = CodeHead(
             critic.trunk, critic.feature_dim, noise_dim, num_categories, num_continuous, self.hparams.get("min_std", 1e-3),
-            q_hidden_dim, continuous_std,
+            q_hidden_dim, continuous_std, code_prior,
         )
         self.code_sizes = (noise_dim, num_categories, num_continuous)
         self.code_samples = code_samples
         self.q_trains_trunk = q_trains_trunk
+        self.q_optimizer = q_optimizer
+        self.code_prior = code_prior
 
     def prior(self) -> Distribution:
-        """p(z): standard normal noise and continuous codes, a uniform one-hot categorical code."""
-        return FactorisedCode.prior(*self.code_sizes, like=next(self.decoder.parameters()))
+        """p(z): noise and continuous codes N(0, 1) or U(−1, 1) (``code_prior``), a uniform one-hot categorical code."""
+        return FactorisedCode.prior(*self.code_sizes, like=next(self.decoder.parameters()), code_prior=self.code_prior)
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The critics' parameters, and with ``q_optimizer="critic"`` Q's head's too."""
+        head = list(self.encoder.head.parameters()) if self.q_optimizer == "critic" else []
+        return super().critic_parameters() + head
 
     def critic_loss(self, x: Tensor) -> Tensor:
         """The discriminator's loss; with ``q_trains_trunk`` plus the MI term (at this step's coefficient),
@@ -121,10 +139,10 @@ class InfoGAN(LagrangianModule):
             codes = like.new_zeros(samples_per_row, continuous)
             for index in range(min(continuous, samples_per_row)):
                 codes[index * per_code:(index + 1) * per_code, index] = sweep
-            noise = torch.randn(1, noise_dim, dtype=like.dtype, device=like.device).expand(samples_per_row, noise_dim)
+            noise = self.prior().noise.sample(torch.Size([1, noise_dim])).expand(samples_per_row, noise_dim)
         else:
             codes = like.new_zeros(samples_per_row, 0)
-            noise = torch.randn(samples_per_row, noise_dim, dtype=like.dtype, device=like.device)
+            noise = self.prior().noise.sample(torch.Size([samples_per_row, noise_dim]))
         rows = []
         for value in range(max(categories, 1)):
             code = like.new_zeros(samples_per_row, categories)

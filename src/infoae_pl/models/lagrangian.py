@@ -247,7 +247,12 @@ class LagrangianModule(LatentVariableModule):
     def configure_optimizers(self) -> Any:
         if self.automatic_optimization:
             return super().configure_optimizers()
-        critic_ids = {id(p) for p in self.critics.parameters()}
+        critic_parameters = self.critic_parameters()
+        critic_ids = {id(p) for p in critic_parameters}
         model_parameters = [p for p in self.parameters() if id(p) not in critic_ids]
         model = adam_with_schedule(model_parameters, self.optimizer_settings)
-        return [model if isinstance(model, dict) else {"optimizer": model}, {"optimizer": self.critics.optimizer()}]
+        return [model if isinstance(model, dict) else {"optimizer": model}, {"optimizer": self.critics.optimizer(critic_parameters)}]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """What the critic step trains (the critics' parameters); the model step trains every other one."""
+        return list(self.critics.parameters())
