@@ -27,7 +27,8 @@ from infoae_pl.nets import ConvCritic, ConvDecoder
 
 def conv_infogan() -> InfoGAN:
     """The shipped conv InfoGAN's model (configs/infogan_conv_mnist5k.yaml)."""
-    return InfoGAN(noise_dim=62, num_categories=10, num_continuous=2, likelihood="bernoulli", lr=1e-3,
+    return InfoGAN(noise_dim=62, num_categories=10, num_continuous=2, mi_weight=0.5, q_trains_trunk=True,
+                   q_optimizer="critic", code_prior="uniform", likelihood="bernoulli", lr=1e-3,
                    betas=(0.5, 0.999), critic_lr=2e-4, critic_betas=(0.5, 0.999),
                    decoder=ConvDecoder(in_dim=74, likelihood="bernoulli"), x_critic=ConvCritic())
 
@@ -79,7 +80,7 @@ def plain_loop(build, data: list, warmup: int) -> float:
         return time.perf_counter() - start
     model_config, critic_config = model.configure_optimizers()
     model_optimizer, critic_optimizer = model_config["optimizer"], critic_config["optimizer"]
-    critic_params = list(model.critics.parameters())
+    critic_params = model.critic_parameters()
     critic_ids = {id(p) for p in critic_params}
     model_params = [p for p in model.parameters() if id(p) not in critic_ids]
     for i, (x, _) in enumerate(data):
