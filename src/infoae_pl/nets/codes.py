@@ -81,7 +81,7 @@ class FactorisedCode(Distribution):
 
     def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
-        parts = [self.noise.rsample(torch.Size([*shape, self.noise_dim])).detach()]
+        parts = [self.noise.sample(torch.Size([*shape, self.noise_dim]))]
         if self.num_categories:
             index = torch.distributions.Categorical(logits=self.logits.detach()).sample(torch.Size(sample_shape))
             parts.append(F.one_hot(index, self.num_categories).to(self.logits.dtype))
