@@ -83,6 +83,18 @@ def test_the_classifier_is_accurate_and_cached_under_a_hash_of_settings_and_data
     assert _data_hash(QUICK, "mnist5k", x, y) != _data_hash(QUICK, "mnist5k", x.flip(0), y)  # and so do images
 
 
+def test_loading_or_training_the_classifier_leaves_the_global_rng_alone(tmp_path):
+    """A run draws the same numbers whether its classifier is trained now or read from the cache."""
+    tiny = ClassifierSettings(steps=2, channels=2, hidden_dim=4)
+    for path in ("trained", "cached"):
+        torch.manual_seed(7)
+        expected = torch.rand(3)
+        torch.manual_seed(7)
+        loaded = load_or_train_classifier("mnist5k", tiny, cache_dir=tmp_path, verbose=False)
+        assert torch.equal(torch.rand(3), expected), path
+    assert loaded.path.exists()
+
+
 def test_the_classifier_trains_inside_inference_mode(tmp_path):
     """The evaluation callback asks for it in a validation hook, where Lightning runs under inference mode."""
     with torch.inference_mode():

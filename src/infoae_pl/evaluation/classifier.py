@@ -217,7 +217,10 @@ def _load_or_train(dataset: str, settings: ClassifierSettings, cache_dir: str | 
     path = folder / f"{dataset}-classifier-{_data_hash(settings, dataset, x, y)}.pt"
     if path.exists():
         saved: dict[str, Any] = torch.load(path, weights_only=True)
-        model = ImageClassifier(settings.channels, settings.hidden_dim, settings.dropout)
+        # The initial weights' draw must not move the caller's RNG (training does not either), so that a
+        # run gives the same numbers whether its classifier was cached or trained.
+        with torch.random.fork_rng():
+            model = ImageClassifier(settings.channels, settings.hidden_dim, settings.dropout)
         model.load_state_dict(saved["state_dict"])
         model.eval()
         result = TrainedClassifier(model, dataset, path, saved["test_accuracy"], saved["binarized_test_accuracy"],
