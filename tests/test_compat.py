@@ -10,6 +10,7 @@ import csv
 import sqlite3
 import time
 import warnings
+from pathlib import Path
 
 import lightning as L
 import optuna
@@ -24,6 +25,7 @@ from torch.distributions import Normal
 
 from infoae_pl._compat import (
     attached_trainer,
+    cpu_has_native_bf16,
     distribution_validation,
     heartbeat,
     logger_writes_this_step,
@@ -183,6 +185,13 @@ def test_distribution_validation_switches_and_restores(default):
         assert _validates() is default
     finally:
         torch.distributions.Distribution.set_default_validate_args(previous)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
+def test_cpu_has_native_bf16_agrees_with_the_kernels_cpu_flags():
+    flags = {flag for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+             for flag in line.split(":", 1)[1].split()}
+    assert cpu_has_native_bf16() is bool({"avx512_bf16", "amx_tile"} & flags)
 
 
 # Optuna ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch.distributions import Distribution
 
 
@@ -129,8 +130,14 @@ def distribution_validation(enabled: bool) -> Iterator[None]:
         Distribution.set_default_validate_args(previous)
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX tiles), as torch's cpuinfo reads them."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
 __all__ = [
     "attached_trainer",
+    "cpu_has_native_bf16",
     "distribution_validation",
     "heartbeat",
     "logger_writes_this_step",

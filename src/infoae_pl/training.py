@@ -29,6 +29,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.errors import OptionError, OptionErrorsCLI
 from infoae_pl.loggers import BestAndFinal, describe_run, run_description
+from infoae_pl.precision import float32_fallback
 from infoae_pl.preemption import (
     SaveOnSigterm,
     fingerprint,
@@ -194,7 +195,8 @@ class InfoAECLI(OptionErrorsCLI, QuietCLI, LightningCLI):
     """LightningCLI whose model is chosen by class path and whose data is the one shared datamodule.
 
     Adds ``--threads``, a run folder of its own for every run, :class:`FinalValidation` and
-    ``checkpoints/last.ckpt``; a command that fails leaves no empty run folder. Bad options raise one short
+    ``checkpoints/last.ckpt``; a command that fails leaves no empty run folder; bf16 precision falls back to
+    float32 where the hardware would emulate it (:mod:`infoae_pl.precision`). Bad options raise one short
     error (:class:`~infoae_pl.errors.OptionErrorsCLI`); libraries' noise is silenced (:class:`QuietCLI`).
     """
 
@@ -227,7 +229,12 @@ class InfoAECLI(OptionErrorsCLI, QuietCLI, LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self._subcommand_config()
         use_threads(config.get("threads"))
-        forget_inherited_run_names(config.get("trainer", {}))
+        trainer = config.get("trainer", {})
+        forget_inherited_run_names(trainer)
+        fallback = float32_fallback(trainer.get("precision"), trainer.get("accelerator", "auto"))
+        if fallback:
+            rank_zero_warn(fallback)
+            trainer["precision"] = "32-true"
         checkpoint = config.get("ckpt_path")
         if checkpoint and checkpoint not in _NAMED_CHECKPOINTS and "://" not in checkpoint \
                 and not Path(checkpoint).is_file():

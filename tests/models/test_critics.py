@@ -29,7 +29,9 @@ def test_one_critic_per_term_default_networks_by_width_given_ones_copied_for_a_s
     assert critics.network("JS(q(z)||p(z))").trunk[0].in_features == 2
     assert critics["KL_p_x_q_x"].generator_loss == "minimax" and critics["JS_q_x_p_x"].generator_loss == "non_saturating"
     assert critics.pairs == {"x", "z"} and critics.steps == 2
-    assert critics.optimizer().param_groups[0]["betas"] == (0.5, 0.9)
+    optimizer = critics.optimizer()
+    assert optimizer.param_groups[0]["betas"] == (0.5, 0.9) and optimizer.param_groups[0]["lr"] == 1e-3
+    assert optimizer.param_groups[0]["fused"]  # one kernel over all parameters, as the model's Adam
 
 
 def test_the_critic_loss_is_the_sum_of_each_critic_loss_on_its_sides():

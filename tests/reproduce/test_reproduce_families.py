@@ -23,6 +23,7 @@ def test_tiny_profile_trains_every_family_through_its_config(tmp_path):
     for row in written:
         assert float(row["mmd_x"]) >= 0 and 0 <= int(float(row["modes_hit"])) <= 8
     assert written[2]["code_accuracy"] != "" and written[0]["code_accuracy"] == ""  # InfoGAN only
+    assert {row["precision"] for row in written} == {"32-true"}  # what each run trained in
     assert (tmp_path / "ring8_samples.png").stat().st_size > 10_000
     assert "| infogan |" in (tmp_path / "summary.md").read_text()
     # A re-run keeps every finished run: nothing is retrained and no row is duplicated.
@@ -168,3 +169,17 @@ def test_the_image_figures_name_each_runs_own_steps(tmp_path, monkeypatch):
     families.draw_samples(tmp_path, "mnist5k_conv", 0, same)
     suptitle, panels, _ = titles["mnist5k_conv_samples.png"]
     assert suptitle.endswith("(seed 0, 1,500 steps)") and panels[0] == "InfoVAE"
+
+
+def test_runs_of_other_steps_or_precision_are_summarised_apart_never_pooled():
+    base = {"dataset": "ring8", "seconds": 1.0}
+    rows = [dict(base, family="infogan", seed=s, steps=2500, precision=None, mmd_x=0.5) for s in range(3)]
+    rows += [dict(base, family="infogan", seed=s, steps=4500, precision="bf16-mixed", mmd_x=0.1 + 0.01 * s)
+             for s in range(3)]
+    rows += [dict(base, family="aae", seed=0, steps=3000, precision="32-true", mmd_x=0.3)]
+    summary = families.summarise(rows)
+    assert "| infogan (2,500 steps, precision not recorded) | 3 | 0.5 ± 0 [0.5, 0.5] |" in summary
+    assert "| infogan (4,500 steps, bf16-mixed) | 3 | 0.11 ± 0.01 [0.1, 0.12] |" in summary
+    assert "| aae | 1 | 0.3 |" in summary  # one kind of run: the family's name alone
+    assert "- mmd_x: best infogan (4,500 steps, bf16-mixed); beyond the seed range of: infogan (2,500 steps, " \
+           "precision not recorded)" in summary

@@ -57,16 +57,22 @@ def instantiate_part(option: str, part: nn.Module | Mapping[str, Any] | None) ->
     raise ValueError(f"{option} must be an nn.Module, a mapping with class_path (and init_args), or null; got {part!r}")
 
 
-def adam_with_schedule(parameters: Iterable[nn.Parameter], settings: Mapping[str, Any]) -> Any:
-    """Adam with ``settings`` lr/betas and the optional step schedule (lr_milestones, lr_gamma), in
-    Lightning's return format.
+def fused_adam(parameters: Iterable[nn.Parameter], lr: float, betas: Sequence[float]) -> torch.optim.Adam:
+    """Adam, fused (one kernel over all parameters) where every parameter is a float on CPU or CUDA.
 
-    Adam runs fused (one kernel over all parameters) on CPU and CUDA: on the paper's MNIST MLP it
-    takes 1.8 ms a step on 2 CPU cores against 12.5 ms for the per-tensor loop, most of a step's time.
+    On the paper's MNIST MLP it takes 1.8 ms a step on 2 CPU cores against 12.5 ms for the per-tensor
+    loop, most of a step's time; on the conv InfoGAN's discriminator (13 M parameters in all) the
+    per-tensor loop was ~15% of a step.
     """
     parameters = list(parameters)
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in parameters)
-    optimizer = torch.optim.Adam(parameters, lr=settings["lr"], betas=tuple(settings["betas"]), fused=fused or None)
+    return torch.optim.Adam(parameters, lr=lr, betas=tuple(betas), fused=fused or None)
+
+
+def adam_with_schedule(parameters: Iterable[nn.Parameter], settings: Mapping[str, Any]) -> Any:
+    """:func:`fused_adam` with ``settings`` lr/betas and the optional step schedule (lr_milestones,
+    lr_gamma), in Lightning's return format."""
+    optimizer = fused_adam(parameters, settings["lr"], settings["betas"])
     if not settings["lr_milestones"]:
         return optimizer
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(settings["lr_milestones"]), settings["lr_gamma"])

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from infoae_pl.divergences import AdversarialDivergence
+from infoae_pl.models.base import fused_adam
 from infoae_pl.models.estimation import DIVERGENCE_PAIRS, Samples
 
 #: The constructor argument that sets a pair's critic network.
@@ -85,8 +86,8 @@ class Critics(nn.ModuleDict):
         return sum(self[key].critic_loss(*samples.of_divergence(term)) for term, key in self.keys_by_term.items())
 
     def optimizer(self, parameters: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
-        """Adam with the critics' settings over ``parameters`` (default: every critic's)."""
-        return torch.optim.Adam(self.parameters() if parameters is None else parameters, **self.optimizer_settings)
+        """Fused Adam with the critics' settings over ``parameters`` (default: every critic's)."""
+        return fused_adam(self.parameters() if parameters is None else parameters, **self.optimizer_settings)
 
 
 def check_critic_network(pair: str, network: Any) -> None:

@@ -123,9 +123,9 @@ def config_steps(config: Path) -> int:
     return steps
 
 
-def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, Any, dict[str, float], float]:
-    """Train ``config`` for ``steps`` with ``seed`` through ``infoae fit``; the model, its datamodule, the final
-    metrics and the seconds."""
+def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tuple[Any, Any, dict[str, Any], float]:
+    """Train ``config`` for ``steps`` with ``seed`` through ``infoae fit``; the model, its datamodule, the
+    precision it trained in and the final metrics, and the seconds."""
     start = time.perf_counter()
     command_line, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI reads sys.argv too when given args
     try:
@@ -140,7 +140,7 @@ def train_one(config: Path, steps: int, seed: int, out: Path, name: str) -> tupl
         sys.argv = command_line
     logged = cli.trainer.callback_metrics
     metrics = {key: float(logged[f"val/{key}"]) for key in METRICS if f"val/{key}" in logged}
-    return cli.model, cli.datamodule, metrics, time.perf_counter() - start
+    return cli.model, cli.datamodule, {"precision": cli.trainer.precision, **metrics}, time.perf_counter() - start
 
 
 @torch.no_grad()
@@ -250,10 +250,31 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} [{min(values):.4g}, {max(values):.4g}]"
 
 
+def _kind(row: dict[str, Any]) -> tuple[int, str]:
+    """A run's (steps, precision): what makes two runs of one family with other seeds comparable."""
+    return int(row.get("steps") or 0), row.get("precision") or ""
+
+
+def _groups(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """``rows`` (of one setting) by family, in FAMILIES' order; a family run with several step counts or
+    precisions (a changed config, a machine without bf16) gets a group for each, named by what differs."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for family in FAMILIES:
+        runs = [r for r in rows if r["family"] == family]
+        kinds = sorted({_kind(r) for r in runs})
+        for steps, precision in kinds:
+            parts = ([f"{steps:,} steps"] if len({k[0] for k in kinds}) > 1 else []) \
+                + ([precision or "precision not recorded"] if len({k[1] for k in kinds}) > 1 else [])
+            name = f"{family} ({', '.join(parts)})" if parts else family
+            groups[name] = [r for r in runs if _kind(r) == (steps, precision)]
+    return groups
+
+
 def summarise(rows: list[dict[str, Any]]) -> str:
     """A markdown table per setting: mean ± sd [min, max] over seeds, and for each metric with an order
     which families the best one beats beyond the seed spread (their ranges do not overlap), among the
-    families run with several seeds (a one-seed family has no spread to judge a difference by)."""
+    families run with several seeds (a one-seed family has no spread to judge a difference by). Runs of
+    one family with other steps or precision are rows of their own (:func:`_groups`), never pooled."""
     lines = []
     for name, setting in SETTINGS.items():
         subset = [r for r in rows if r["dataset"] == name]
@@ -263,19 +284,17 @@ def summarise(rows: list[dict[str, Any]]) -> str:
         keys = [k for k in METRICS if any(r.get(k) not in (None, "") for r in subset)]
         lines += [f"### {name}: {setting.title} (seeds {', '.join(map(str, seeds))})", "",
                   "| family | seeds | " + " | ".join(keys) + " | wall s |", "|---" * (len(keys) + 3) + "|"]
-        values = {f: {k: [r[k] for r in subset if r["family"] == f and r.get(k) not in (None, "")] for k in keys}
-                  for f in FAMILIES}
-        for family in FAMILIES:
-            wall = [r["seconds"] for r in subset if r["family"] == family]
-            if wall:
-                cells = " | ".join(_cell(values[family][key]) for key in keys)
-                lines.append(f"| {family} | {len(wall)} | {cells} | {statistics.mean(wall):.0f} |")
+        groups = _groups(subset)
+        values = {g: {k: [r[k] for r in runs if r.get(k) not in (None, "")] for k in keys} for g, runs in groups.items()}
+        for group, runs in groups.items():
+            cells = " | ".join(_cell(values[group][key]) for key in keys)
+            lines.append(f"| {group} | {len(runs)} | {cells} | {statistics.mean(r['seconds'] for r in runs):.0f} |")
         lines.append("")
-        single = [f for f in FAMILIES if len({r["seed"] for r in subset if r["family"] == f}) == 1]
-        if single and len(single) < len({r["family"] for r in subset}):
+        single = [g for g, runs in groups.items() if len({r["seed"] for r in runs}) == 1]
+        if single and len(single) < len(groups):
             lines.append(f"- one seed only, so no spread to compare against: {', '.join(single)}")
         for key in keys:
-            ranked = [(f, values[f][key]) for f in FAMILIES if len(values[f][key]) > 1]
+            ranked = [(g, values[g][key]) for g in groups if len(values[g][key]) > 1]
             lower = METRICS[key]
             if lower is None or len(ranked) < 2:
                 continue
@@ -287,7 +306,10 @@ def summarise(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-FIELDS = ["family", "dataset", "seed", "steps", "seconds", *METRICS]
+#: ``precision``: what the run trained in (a config's bf16 falls back to 32-true where the hardware lacks bf16);
+#: empty in rows of releases before it was recorded.
+FIELDS = ["family", "dataset", "seed", "steps", "seconds", "precision", *METRICS]
+_TEXT_FIELDS = ("family", "dataset", "precision")
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -296,7 +318,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
         return []
     rows = []
     for row in csv.DictReader(path.open()):
-        rows.append({k: (v if k in ("family", "dataset") else (float(v) if v not in ("", None) else None))
+        rows.append({k: ((v or None) if k in _TEXT_FIELDS else (float(v) if v not in ("", None) else None))
                      for k, v in row.items()})
         rows[-1]["seed"], rows[-1]["steps"] = int(rows[-1]["seed"]), int(rows[-1]["steps"])
     return rows
@@ -428,7 +450,8 @@ def reproduce(profile: Profile, configs: Path, out: Path, datasets: tuple[str, .
                            out / "samples" / f"{run}_codes.pt")
             elif images:
                 torch.save(reconstructions(model, datamodule).half(), out / "samples" / f"{run}_reconstructions.pt")
-        print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()) + f" ({seconds:.0f} s)", flush=True)
+        print("    " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items() if k in METRICS)
+              + f" ({seconds:.0f} s, {metrics['precision']})", flush=True)
     for name in datasets:
         draw_setting(out, name, profile.seeds[name][0], rows)
     (out / "summary.md").write_text(summarise(read_results(results)))  # every setting run so far
