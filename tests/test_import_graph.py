@@ -109,7 +109,7 @@ def test_no_import_cycle():
 
 
 #: The layers of docs/ARCHITECTURE.md, top first: a module imports only its own layer and those below.
-LAYERS = ["cli", "reproduce", "tuning", "training", "precision", "preemption", "quiet", "readable_output", "errors", "loggers", "evaluation",
+LAYERS = ["cli", "reproduce", "tuning", "training", "precision", "rng_isolation", "preemption", "quiet", "readable_output", "errors", "loggers", "evaluation",
           "models", "nets", "divergences", "data", "objectives", "shipped", "yaml_loading", "_compat", "validation",
           "plotting"]
 

@@ -38,6 +38,7 @@ from infoae_pl.preemption import (
     stop_on_sigterm,
 )
 from infoae_pl.quiet import QuietCLI
+from infoae_pl.rng_isolation import IsolatedValidationRng
 
 #: The environment variable that sets torch's CPU threads where ``--threads`` is not given.
 THREADS_ENV = "INFOAE_THREADS"
@@ -194,16 +195,18 @@ def finish_wandb_run(trainer: Trainer | None) -> None:
 class InfoAECLI(OptionErrorsCLI, QuietCLI, LightningCLI):
     """LightningCLI whose model is chosen by class path and whose data is the one shared datamodule.
 
-    Adds ``--threads``, a run folder of its own for every run, :class:`FinalValidation` and
-    ``checkpoints/last.ckpt``; a command that fails leaves no empty run folder; bf16 precision falls back to
-    float32 where the hardware would emulate it (:mod:`infoae_pl.precision`). Bad options raise one short
+    Adds ``--threads``, a run folder of its own for every run, :class:`FinalValidation`, validation that
+    leaves the training's random streams alone (:mod:`infoae_pl.rng_isolation`) and
+    ``checkpoints/last.ckpt``; a command that fails leaves no empty run folder; bf16 precision falls back
+    to float32 where the hardware would emulate it (:mod:`infoae_pl.precision`). Bad options raise one short
     error (:class:`~infoae_pl.errors.OptionErrorsCLI`); libraries' noise is silenced (:class:`QuietCLI`).
     """
 
     def __init__(self, *args: Any, trainer_defaults: dict[str, Any] | None = None, **kwargs: Any) -> None:
         defaults = dict(trainer_defaults or {})
         callbacks = defaults.get("callbacks") or []
-        defaults["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), FinalValidation()]
+        defaults["callbacks"] = [*(callbacks if isinstance(callbacks, list) else [callbacks]), FinalValidation(),
+                                 IsolatedValidationRng()]
         self._new_run_dir: tuple[Path, Path] | None = None
         try:
             super().__init__(*args, trainer_defaults=defaults, **kwargs)

@@ -36,6 +36,7 @@ from infoae_pl.loggers import BestAndFinal
 from infoae_pl.models.stacked import StackedModules
 from infoae_pl.preemption import CHECKPOINT_NAME, Preempted, resumable_epoch_progress, resume_attrs
 from infoae_pl.quiet import lightning_info_silenced
+from infoae_pl.rng_isolation import IsolatedValidationRng
 from infoae_pl.training import FinalValidation
 from infoae_pl.tuning.spec import StudySpec, StudySpecError
 from infoae_pl.tuning.trial import (
@@ -53,7 +54,8 @@ from infoae_pl.tuning.trial import (
 BATCHABLE_PREFIXES = ("model.init_args.", "seed_everything")
 #: Callbacks a batched trial runs per copy; Lightning's own bars, summaries, checkpoints and config saving are handled.
 PER_COPY_CALLBACKS = (EvaluationCallback,)
-_HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback, FinalValidation)
+_HANDLED_CALLBACKS = (ProgressBar, ModelSummary, Checkpoint, SaveConfigCallback, FinalValidation,
+                      IsolatedValidationRng)
 #: Seconds between a batch's progress lines.
 PROGRESS_SECONDS = 60.0
 
@@ -314,7 +316,7 @@ def run_trial_batch(spec: StudySpec, trials: list[optuna.Trial], params: list[di
         group = TrialGroup(spec, slots, PROGRESS_SECONDS)
         with quiet_trial_warnings():
             trainer = L.Trainer(**{**trainer_config, "logger": False, "enable_checkpointing": False,
-                                   "callbacks": [group, FinalValidation()]})
+                                   "callbacks": [group, FinalValidation(), IsolatedValidationRng()]})
             trainer.fit(model, datamodule=clis[0].datamodule)
             if trainer.interrupted:  # Ctrl-C: the trials stay RUNNING and run again on resume
                 raise KeyboardInterrupt("a batch of trials was interrupted")
