@@ -5,7 +5,9 @@
 convolutional InfoGAN (``configs/infogan_conv_mnist5k.yaml``'s networks; batch 64), one discriminator
 step then one generator step, each loop freezing the other side's parameters during a step as
 Lightning's ``toggle_optimizer`` does. Both loops train on the same in-memory batches of the embedded
-MNIST sample; steps after ``--warmup`` are timed. Target: Lightning / plain time ratio <= 1.05 (best
+MNIST sample; steps after ``--warmup`` are timed. ``--precision bf16-mixed`` (the shipped conv InfoGAN's,
+where the CPU has bf16) runs both under bf16 autocast: the plain loop's step inside ``torch.autocast``,
+Lightning's through its precision plugin. Target: Lightning / plain time ratio <= 1.05 (best
 times over alternating repeats; the paired ratios' median and range are reported beside it, since a
 shared VM's speed drifts).
 """
@@ -13,6 +15,7 @@ shared VM's speed drifts).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -65,18 +68,22 @@ def _set_trainable(parameters: list[torch.nn.Parameter], trainable: bool) -> Non
         p.requires_grad_(trainable)
 
 
-def plain_loop(build, data: list, warmup: int) -> float:
+def plain_loop(build, data: list, warmup: int, precision: str = "32-true") -> float:
+    """One autocast region per step, as Lightning's precision plugin opens: a region kept across steps
+    would keep serving the bf16 copies of weights cast before the optimiser updated them."""
     torch.manual_seed(0)
     model = build()
+    step_context = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     if model.automatic_optimization:
         optimizer = model.configure_optimizers()  # the same (fused) Adam that Lightning gets
         for i, (x, _) in enumerate(data):
             if i == warmup:
                 start = time.perf_counter()
-            loss = model.loss_terms(x)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with step_context():
+                loss = model.loss_terms(x)["loss"]
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
         return time.perf_counter() - start
     model_config, critic_config = model.configure_optimizers()
     model_optimizer, critic_optimizer = model_config["optimizer"], critic_config["optimizer"]
@@ -86,27 +93,29 @@ def plain_loop(build, data: list, warmup: int) -> float:
     for i, (x, _) in enumerate(data):
         if i == warmup:
             start = time.perf_counter()
-        _set_trainable(model_params, False)
-        critic_loss = model.critic_loss(x)
-        critic_optimizer.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_optimizer.step()
-        _set_trainable(model_params, True)
-        _set_trainable(critic_params, False)
-        loss = model.loss_terms(x)["loss"]
-        model_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        model_optimizer.step()
-        _set_trainable(critic_params, True)
+        with step_context():
+            _set_trainable(model_params, False)
+            critic_loss = model.critic_loss(x)
+            critic_optimizer.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            critic_optimizer.step()
+            _set_trainable(model_params, True)
+            _set_trainable(critic_params, False)
+            loss = model.loss_terms(x)["loss"]
+            model_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            model_optimizer.step()
+            _set_trainable(critic_params, True)
     return time.perf_counter() - start
 
 
-def lightning_loop(build, data: list, warmup: int) -> float:
+def lightning_loop(build, data: list, warmup: int, precision: str = "32-true") -> float:
     torch.manual_seed(0)
     model = build()
     timer = StepTimer(warmup)
     trainer = L.Trainer(max_steps=len(data), logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer], accelerator="auto", devices=1)
+                        enable_model_summary=False, callbacks=[timer], accelerator="auto", devices=1,
+                        precision=precision)
     trainer.fit(model, torch.utils.data.DataLoader(data, batch_size=None))
     return timer.end - timer.start
 
@@ -118,6 +127,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=None, help="default: 100 (mlp_vae), 64 (conv_infogan)")
     parser.add_argument("--repeats", type=int, default=5, help="alternating plain/Lightning pairs; the best time of each loop counts")
+    parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
+                        help="both loops in float32, or both under bf16 autocast (on CPU: only where it has bf16)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     build, batch_size, binarize = MODELS[args.model]
@@ -125,8 +136,8 @@ def main() -> None:
     timed_steps = args.steps - args.warmup
     plain, light = [], []
     for _ in range(args.repeats):  # alternate so that drift in machine load hits both loops alike
-        plain.append(plain_loop(build, data, args.warmup))
-        light.append(lightning_loop(build, data, args.warmup))
+        plain.append(plain_loop(build, data, args.warmup, args.precision))
+        light.append(lightning_loop(build, data, args.warmup, args.precision))
     rows = [
         {"loop": "plain PyTorch", "steps_per_s": timed_steps / min(plain), "ms_per_step": 1e3 * min(plain) / timed_steps},
         {"loop": "Lightning", "steps_per_s": timed_steps / min(light), "ms_per_step": 1e3 * min(light) / timed_steps},
@@ -134,7 +145,8 @@ def main() -> None:
     ratios = [lt / pl for lt, pl in zip(light, plain)]
     ratio = min(light) / min(plain)  # best times: the least noisy estimate of each loop's own cost
     name = "bench_train_step" if args.model == "mlp_vae" else f"bench_train_step_{args.model}"
-    report(name, rows, {"model": args.model, "time_ratio_lightning_over_plain": ratio,
+    name += "" if args.precision == "32-true" else f"_{args.precision.replace('-', '_')}"
+    report(name, rows, {"model": args.model, "precision": args.precision, "time_ratio_lightning_over_plain": ratio,
                                       "paired_ratio_median": statistics.median(ratios),
                                       "paired_ratio_min": min(ratios), "paired_ratio_max": max(ratios),
                                       "overhead_ms_per_step": 1e3 * (min(light) - min(plain)) / timed_steps,
