@@ -46,7 +46,7 @@ TINY_FORMS: list[tuple[str, str | None]] = [
     (r"^infoae reproduce \w+ .*--figures-only", ""),  # redraws from the committed results: already quick
     (r"^infoae sweep ", "--n-trials 2"),
     (r"^\.venv/bin/python benchmarks/bench_train_step\.py$", "--steps 6 --warmup 1 --repeats 1 --out {tmp}/b1.json"),
-    (r"^\.venv/bin/python benchmarks/bench_train_step\.py --model conv_infogan( --\S+ \d+)*$",
+    (r"^\.venv/bin/python benchmarks/bench_train_step\.py --model conv_infogan( --\S+ [\w-]+)*$",
      "--steps 4 --warmup 1 --repeats 1 --out {tmp}/b5.json"),
     (r"^\.venv/bin/python benchmarks/bench_nll\.py$", "--examples 4 --samples 16 --rounds 1 --out {tmp}/b2.json"),
     (r"^\.venv/bin/python benchmarks/bench_sweep\.py$", "--steps 4 --trials 2 --fit-repeats 1 --out {tmp}/b3.json"),
