@@ -7,9 +7,9 @@ step then one generator step, each loop freezing the other side's parameters dur
 Lightning's ``toggle_optimizer`` does. Both loops train on the same in-memory batches of the embedded
 MNIST sample; steps after ``--warmup`` are timed. ``--precision bf16-mixed`` (the shipped conv InfoGAN's,
 where the CPU has bf16) runs both under bf16 autocast: the plain loop's step inside ``torch.autocast``,
-Lightning's through its precision plugin; on a CPU without bf16 both run in float32, said in one line. Target: Lightning / plain time ratio <= 1.05 (best
-times over alternating repeats; the paired ratios' median and range are reported beside it, since a
-shared VM's speed drifts).
+Lightning's through its precision plugin; on a CPU without bf16 both run in float32, said in one line.
+Target: Lightning / plain time ratio <= 1.05 (best times over alternating repeats; the paired ratios'
+median and range are reported beside it, since a shared VM's speed drifts).
 """
 
 from __future__ import annotations
