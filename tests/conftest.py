@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,3 +27,13 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def tiny_mog_fit() -> list[str]:
+    """``infoae fit`` of the 1-D mixture beta-ELBO config made tiny (8 hidden units, 100 held-out points, a
+    coarse quadrature grid); the test adds the steps and validation cadence it needs."""
+    config = Path(__file__).resolve().parents[1] / "configs" / "beta_elbo_mog1d.yaml"
+    return ["fit", "--config", str(config), "--trainer.enable_progress_bar", "false",
+            "--trainer.enable_model_summary", "false", "--trainer.callbacks.init_args.quadrature_grid_size", "101",
+            "--data.val_size", "100", "--data.test_size", "100", "--model.init_args.hidden_dim", "8"]

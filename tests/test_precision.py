@@ -11,12 +11,6 @@ import yaml
 from infoae_pl.cli import main
 from infoae_pl.precision import device_without_bf16, float32_fallback
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-MOG = str(CONFIGS / "beta_elbo_mog1d.yaml")
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.callbacks.init_args.quadrature_grid_size", "101", "--data.val_size", "100", "--data.test_size", "100",
-        "--model.init_args.hidden_dim", "8", "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"]
-
 
 @pytest.fixture
 def cpu_bf16(monkeypatch):
@@ -52,9 +46,10 @@ def test_bf16_stays_on_a_cpu_with_bf16_and_on_devices_left_to_lightning(cpu_bf16
 
 
 @pytest.mark.parametrize("native", [False, True])
-def test_infoae_fit_trains_in_the_precision_the_hardware_runs(cpu_bf16, native, recwarn):
+def test_infoae_fit_trains_in_the_precision_the_hardware_runs(cpu_bf16, native, recwarn, tiny_mog_fit):
     cpu_bf16(native)
-    main(["fit", "--config", MOG, *TINY, "--trainer.precision", "bf16-mixed"])
+    main([*tiny_mog_fit, "--trainer.max_steps", "3", "--trainer.val_check_interval", "3",
+          "--trainer.precision", "bf16-mixed"])
     saved = yaml.safe_load(Path("runs/infoae/version_0/config.yaml").read_text())
     assert saved["trainer"]["precision"] == ("bf16-mixed" if native else "32-true")  # what ran is what is saved
     said = [str(w.message) for w in recwarn if "training in 32-true instead" in str(w.message)]

@@ -4,19 +4,12 @@ change the model a run trains."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from infoae_pl.cli import main
 from infoae_pl.rng_isolation import rng_states, set_rng_states
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-MOG = str(CONFIGS / "beta_elbo_mog1d.yaml")
-TINY = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--trainer.callbacks.init_args.quadrature_grid_size", "101", "--data.val_size", "100", "--data.test_size", "100",
-        "--model.init_args.hidden_dim", "8", "--trainer.max_steps", "12"]
 
 
 def _final_weights(version: int) -> dict[str, torch.Tensor]:
@@ -33,12 +26,13 @@ def test_rng_states_restore_every_generator():
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1]) and expected[2] == again[2]
 
 
-def test_how_often_a_run_validates_does_not_change_what_it_trains():
+def test_how_often_a_run_validates_does_not_change_what_it_trains(tiny_mog_fit):
     """beta-ELBO samples z in every training and validation step, so any draw validation took from the
     training's stream would change the weights after it."""
-    main(["fit", "--config", MOG, *TINY, "--trainer.val_check_interval", "12"])  # validated at its end only
-    main(["fit", "--config", MOG, *TINY, "--trainer.val_check_interval", "3"])
-    main(["fit", "--config", MOG, *TINY, "--trainer.val_check_interval", "3", "--seed_everything", "1"])
+    steps = [*tiny_mog_fit, "--trainer.max_steps", "12"]
+    main([*steps, "--trainer.val_check_interval", "12"])  # validated at its end only
+    main([*steps, "--trainer.val_check_interval", "3"])
+    main([*steps, "--trainer.val_check_interval", "3", "--seed_everything", "1"])
     once, often, other_seed = _final_weights(0), _final_weights(1), _final_weights(2)
     assert once.keys() == often.keys()
     assert all(torch.equal(once[name], often[name]) for name in once)
