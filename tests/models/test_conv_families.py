@@ -1,5 +1,6 @@
 """Every family with the convolutional parts: each shipped ``*_conv_*`` config trains a few steps through
-``infoae fit`` and logs the image metrics; stacked copies with batch norm keep running statistics per copy."""
+``infoae fit`` and logs the image metrics; stacked copies with batch norm keep running statistics per copy;
+InfoGAN's code augmentation adds exactly Q's log-likelihood of the code from the transformed image."""
 
 import csv
 import math
@@ -12,9 +13,9 @@ import yaml
 
 import infoae_pl.nets.heads as heads
 from infoae_pl.cli import main
-from infoae_pl.models import BetaELBO
+from infoae_pl.models import BetaELBO, InfoGAN
 from infoae_pl.models.stacked import StackedModules
-from infoae_pl.nets import ConvEncoder
+from infoae_pl.nets import ConvCritic, ConvDecoder, ConvEncoder, RandomAffine
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 FAMILIES = ("infovae", "aae", "infogan", "ali_bigan", "alice", "cyclegan")
@@ -131,3 +132,49 @@ def test_batch_norm_with_a_cumulative_average_is_refused_before_training():
     encoder.trunk.net[4].momentum = None
     with pytest.raises(ValueError, match=r"momentum=None .* in \['a: encoder\.trunk\.net\.4', 'b: encoder\.trunk\.net\.4'\]"):
         StackedModules("infoae_pl.models.BetaELBO", {**SHARED, "encoder": encoder}, COPIES, names=["a", "b"], seeds=SEEDS)
+
+
+class _Mirror(torch.nn.Module):
+    """A deterministic stand-in for RandomAffine: left-right mirror."""
+
+    def forward(self, x):
+        return x.reshape(*x.shape[:-1], 28, 28).flip(-1).reshape(x.shape)
+
+
+def _conv_infogan(**kwargs):
+    torch.manual_seed(0)
+    return InfoGAN(noise_dim=4, num_categories=3, num_continuous=1, q_hidden_dim=8, continuous_std=1.0,
+                   q_trains_trunk=True, q_optimizer="critic", mi_weight=0.5, likelihood="bernoulli",
+                   decoder=ConvDecoder(in_dim=8, likelihood="bernoulli", **NARROW), x_critic=ConvCritic(**NARROW),
+                   **kwargs).eval()
+
+
+def test_code_augmentation_adds_q_s_log_likelihood_of_the_code_from_the_transformed_image_in_both_steps():
+    """The MI term's estimate (generator step) and the critic step's MI part each gain exactly
+    mean log q(c | T(G(z))) on the same draws, computed here from Q's logits by hand."""
+    model, plain = _conv_infogan(code_augmentation=_Mirror()), _conv_infogan()
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(16, 784)
+
+    def code_log_q(image, z):
+        logits = model.encoder(_Mirror()(image)).logits
+        return logits.log_softmax(-1)[torch.arange(len(z)), model.prior().split(z)[1].argmax(-1)].mean()
+
+    drawn = []
+    generated = type(model).log_q_generated
+    model.log_q_generated = lambda image, z: drawn.append((image, z)) or generated(model, image, z)
+    for step in ("generator", "critic"):
+        values = []
+        for module in (model, plain):
+            torch.manual_seed(1)
+            with torch.no_grad():
+                values.append(module.loss_terms(x)["E_p[log q(z|x)]"] if step == "generator" else module.critic_loss(x))
+        coefficient = 1.0 if step == "generator" else -0.5  # the critic step adds −mi_weight·E_p[log q]
+        with torch.no_grad():
+            expected = coefficient * code_log_q(*drawn.pop())
+        torch.testing.assert_close(values[0] - values[1], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_code_augmentation_without_a_categorical_code_is_refused():
+    with pytest.raises(ValueError, match=r"code_augmentation .* needs num_categories >= 2"):
+        InfoGAN(num_categories=0, num_continuous=1, code_augmentation=RandomAffine(), data_dim=784)

@@ -199,7 +199,7 @@ class TermEstimator:
     @staticmethod
     def _expected_log_q_under_p(model: Any, s: Samples) -> Tensor:
         """E_p[log q(z|x)]: pathwise through x ~ p(x|z) when x carries gradients, else score function."""
-        log_q = model.encode(s.x_p).log_prob(s.z_p)
+        log_q = model.log_q_generated(s.x_p, s.z_p)
         if model.implicit_generator or s.p_x.has_rsample:
             return log_q.mean(-1)
         return score_function_mean(log_q, s.p_x.log_prob(s.x_p))

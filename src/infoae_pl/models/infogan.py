@@ -32,7 +32,10 @@ class InfoGAN(LagrangianModule):
     the critic step too; ``q_optimizer="critic"`` then trains Q's head in that step as well, with the
     discriminator's optimiser and learning rate, not in the generator step (both as Chen et al.'s code
     did). ``code_prior`` draws the noise and the continuous codes from N(0, 1) or, as Chen et al.'s code,
-    U(−1, 1). ``continuous_std`` fixes q(u|x)'s std for the
+    U(−1, 1). ``code_augmentation`` (e.g. :class:`~infoae_pl.nets.RandomAffine`) adds Q's
+    log-likelihood of the categorical code from T(G(z)) to the MI term's estimate, so that the code G
+    gains from is one a small rotation, zoom or shift leaves readable: the digit rather than its slant.
+    ``continuous_std`` fixes q(u|x)'s std for the
     continuous codes (as Chen et al.'s MNIST code did; None: Q outputs it). On the conv MNIST networks a
     learned std let Q shrink it until the MI term's gradient reaching G was ~30× the GAN term's (measured
     at step 50) and G drew noise; fixed at 1 the two are of one order and the codes pick digits.
@@ -59,6 +62,7 @@ class InfoGAN(LagrangianModule):
         q_trains_trunk: bool = False,
         q_optimizer: str = "generator",
         code_prior: str = "normal",
+        code_augmentation: nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
         check_choice("x_divergence", x_divergence, CRITIC_DIVERGENCES)
@@ -79,6 +83,8 @@ class InfoGAN(LagrangianModule):
         if num_categories == 0 and num_continuous == 0:
             raise ValueError("InfoGAN needs a code: set num_categories >= 2 or num_continuous >= 1")
         check_finite_number("mi_weight", mi_weight, minimum=0.0)
+        if code_augmentation is not None and num_categories == 0:
+            raise ValueError("code_augmentation makes the categorical code survive augmentation: it needs num_categories >= 2")
         self.refuse_fixed(kwargs)
         super().__init__(
             lagrangian={"I_p": -mi_weight, "KL(p(z|x)||q(z|x))": mi_weight, "JS(p(x)||q(x))": 1.0},
@@ -104,6 +110,7 @@ class InfoGAN(LagrangianModule):
         self.q_trains_trunk = q_trains_trunk
         self.q_optimizer = q_optimizer
         self.code_prior = code_prior
+        self.code_augmentation = code_augmentation
 
     def prior(self) -> Distribution:
         """p(z): noise and continuous codes N(0, 1) or U(−1, 1) (``code_prior``), a uniform one-hot categorical code."""
@@ -124,7 +131,16 @@ class InfoGAN(LagrangianModule):
         with torch.no_grad():
             x_p = self.sample_x(z)
         coefficient = self.coefficients(self.global_step)[_MI_TERM]
-        return loss + coefficient * self.encode(x_p).log_prob(z).mean(-1)
+        return loss + coefficient * self.log_q_generated(x_p, z).mean(-1)
+
+    def log_q_generated(self, x: Tensor, z: Tensor) -> Tensor:
+        """log q(z|x); with ``code_augmentation`` T plus log q(c|T(x)), Q's log-likelihood of the categorical
+        code from an augmented image (a lower bound on I(c; T(x)) ≤ I(c; x) up to H(c), in both steps)."""
+        log_q = super().log_q_generated(x, z)
+        if self.code_augmentation is None:
+            return log_q
+        code = self.prior().split(z)[1]
+        return log_q + (code * self.encode(self.code_augmentation(x)).logits.log_softmax(-1)).sum(-1)
 
     def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:
         """One row per categorical code value; the columns sweep each continuous code in turn from −2 to 2

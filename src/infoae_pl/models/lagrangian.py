@@ -163,6 +163,10 @@ class LagrangianModule(LatentVariableModule):
         p_x = self.decode(z)
         return p_x.mean if self.implicit_generator else draw_x(p_x)
 
+    def log_q_generated(self, x: Tensor, z: Tensor) -> Tensor:
+        """log q(z|x) per generated pair (x, z) ~ p(x, z): the integrand of E_p[log q(z|x)]."""
+        return self.encode(x).log_prob(z)
+
     def coefficients(self, step: int) -> dict[str, float]:
         """Loss component name -> coefficient at ``step`` (schedules applied; with learned multipliers,
         O + Σ λ_i·C_i at the current λ), plus ``bound/<component>`` entries; stacked copies may vary the values."""

@@ -1,5 +1,6 @@
 """Encoders, decoders and the probabilistic interface (``prior``/``encode``/``decode``)."""
 
+from infoae_pl.nets.augment import RandomAffine
 from infoae_pl.nets.conv import IMAGE_DIM, IMAGE_SHAPE, ConvCritic, ConvDecoder, ConvEncoder, ConvJointCritic
 from infoae_pl.nets.critic import MLPCritic
 from infoae_pl.nets.heads import (
@@ -29,6 +30,7 @@ __all__ = [
     "ImplicitGenerator",
     "LatentVariableModel",
     "MLPCritic",
+    "RandomAffine",
     "mlp",
     "rsample",
     "standard_normal_prior",
