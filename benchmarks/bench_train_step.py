@@ -25,14 +25,15 @@ from common import report
 
 from infoae_pl.data import InfoAEDataModule
 from infoae_pl.models import BetaELBO, InfoGAN
-from infoae_pl.nets import ConvCritic, ConvDecoder
+from infoae_pl.nets import ConvCritic, ConvDecoder, RandomAffine
 from infoae_pl.precision import float32_fallback
 
 
 def conv_infogan() -> InfoGAN:
     """The shipped conv InfoGAN's model (configs/infogan_conv_mnist5k.yaml)."""
     return InfoGAN(noise_dim=62, num_categories=10, num_continuous=2, mi_weight=0.5, q_trains_trunk=True,
-                   q_optimizer="critic", code_prior="uniform", likelihood="bernoulli", lr=1e-3,
+                   q_optimizer="critic", code_prior="uniform", continuous_std=3.16, code_augmentation=RandomAffine(),
+                   likelihood="bernoulli", lr=1e-3,
                    betas=(0.5, 0.999), critic_lr=2e-4, critic_betas=(0.5, 0.999),
                    decoder=ConvDecoder(in_dim=74, likelihood="bernoulli"), x_critic=ConvCritic())
 
