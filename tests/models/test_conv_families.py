@@ -175,6 +175,8 @@ def test_code_augmentation_adds_q_s_log_likelihood_of_the_code_from_the_transfor
         torch.testing.assert_close(values[0] - values[1], expected, atol=1e-5, rtol=1e-5)
 
 
-def test_code_augmentation_without_a_categorical_code_is_refused():
+def test_code_augmentation_without_a_categorical_code_or_on_other_than_28x28_images_is_refused():
     with pytest.raises(ValueError, match=r"code_augmentation .* needs num_categories >= 2"):
         InfoGAN(num_categories=0, num_continuous=1, code_augmentation=RandomAffine(), data_dim=784)
+    with pytest.raises(ValueError, match=r"code_augmentation RandomAffine transforms 1×28×28 images .* got data_dim=2"):
+        InfoGAN(num_categories=3, code_augmentation=RandomAffine(), data_dim=2)

@@ -12,7 +12,9 @@ from torchmetrics.functional.clustering import mutual_info_score
 
 from infoae_pl.divergences import CRITIC_DIVERGENCES
 from infoae_pl.models.lagrangian import LagrangianModule
+from infoae_pl.nets.augment import RandomAffine
 from infoae_pl.nets.codes import CODE_PRIORS, CodeHead, FactorisedCode
+from infoae_pl.nets.conv import IMAGE_DIM
 from infoae_pl.validation import check_choice, check_finite_number, check_int_at_least
 
 _MI_TERM = "E_p[log q(z|x)]"
@@ -110,6 +112,9 @@ class InfoGAN(LagrangianModule):
         self.q_trains_trunk = q_trains_trunk
         self.q_optimizer = q_optimizer
         self.code_prior = code_prior
+        if isinstance(code_augmentation, RandomAffine) and self.data_dim != IMAGE_DIM:
+            raise ValueError(f"code_augmentation RandomAffine transforms 1×28×28 images (data_dim {IMAGE_DIM}), "
+                             f"got data_dim={self.data_dim}")
         self.code_augmentation = code_augmentation
 
     def prior(self) -> Distribution:

@@ -2,8 +2,8 @@
 
 InfoGAN with ``code_augmentation`` also asks Q to recover the categorical code c from T(G(z)), T drawn
 here (a rotation, a zoom and a shift per image). E_p[log q(c|T(x))] + H(c) bounds I(c; T(x)) ≤ I(c; x)
-from below, so G gains only from codes that a small rotation, zoom or shift leaves readable: the digit,
-not its slant or width (the continuous codes' job), as in Ojha et al.'s Elastic-InfoGAN (2020).
+from below; it rewards G only for what a small rotation, zoom or shift leaves readable of the code: the
+digit, not its slant or width (the continuous codes' job), as in Ojha et al.'s Elastic-InfoGAN (2020).
 """
 
 from __future__ import annotations
