@@ -8,6 +8,9 @@ Lightning's ``toggle_optimizer`` does. Both loops train on the same in-memory ba
 MNIST sample; steps after ``--warmup`` are timed. ``--precision bf16-mixed`` (the shipped conv InfoGAN's,
 where the CPU has bf16) runs both under bf16 autocast: the plain loop's step inside ``torch.autocast``,
 Lightning's through its precision plugin; on a CPU without bf16 both run in float32, said in one line.
+Lightning's plugin opens autocast with ``cache_enabled=False`` (every pass casts the weights again, and
+each use's gradient reaches the float32 weight on its own); the plain loop keeps torch's default, which
+caches the casts, unless ``--plain-cast-cache off`` makes it do the same arithmetic as Lightning.
 Target: Lightning / plain time ratio <= 1.05 (best times over alternating repeats; the paired ratios'
 median and range are reported beside it, since a shared VM's speed drifts).
 """
@@ -70,12 +73,13 @@ def _set_trainable(parameters: list[torch.nn.Parameter], trainable: bool) -> Non
         p.requires_grad_(trainable)
 
 
-def plain_loop(build, data: list, warmup: int, precision: str = "32-true") -> float:
+def plain_loop(build, data: list, warmup: int, precision: str = "32-true", cast_cache: bool = True) -> float:
     """One autocast region per step, as Lightning's precision plugin opens: a region kept across steps
     would keep serving the bf16 copies of weights cast before the optimiser updated them."""
     torch.manual_seed(0)
     model = build()
-    step_context = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    step_context = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed",
+                                     cache_enabled=cast_cache)
     if model.automatic_optimization:
         optimizer = model.configure_optimizers()  # the same (fused) Adam that Lightning gets
         for i, (x, _) in enumerate(data):
@@ -131,6 +135,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="alternating plain/Lightning pairs; the best time of each loop counts")
     parser.add_argument("--precision", choices=("32-true", "bf16-mixed"), default="32-true",
                         help="both loops in float32, or both under bf16 autocast (on CPU: only where it has bf16)")
+    parser.add_argument("--plain-cast-cache", choices=("on", "off"), default="on",
+                        help="bf16: the plain loop caches weight casts (torch's default) or not (as Lightning's plugin)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     fallback = float32_fallback(args.precision, "cpu")  # both loops run on the CPU
@@ -142,7 +148,7 @@ def main() -> None:
     timed_steps = args.steps - args.warmup
     plain, light = [], []
     for _ in range(args.repeats):  # alternate so that drift in machine load hits both loops alike
-        plain.append(plain_loop(build, data, args.warmup, args.precision))
+        plain.append(plain_loop(build, data, args.warmup, args.precision, args.plain_cast_cache == "on"))
         light.append(lightning_loop(build, data, args.warmup, args.precision))
     rows = [
         {"loop": "plain PyTorch", "steps_per_s": timed_steps / min(plain), "ms_per_step": 1e3 * min(plain) / timed_steps},
@@ -152,7 +158,9 @@ def main() -> None:
     ratio = min(light) / min(plain)  # best times: the least noisy estimate of each loop's own cost
     name = "bench_train_step" if args.model == "mlp_vae" else f"bench_train_step_{args.model}"
     name += "" if args.precision == "32-true" else f"_{args.precision.replace('-', '_')}"
-    report(name, rows, {"model": args.model, "precision": args.precision, "time_ratio_lightning_over_plain": ratio,
+    name += "" if args.precision == "32-true" or args.plain_cast_cache == "on" else "_plain_no_cast_cache"
+    report(name, rows, {"model": args.model, "precision": args.precision, "plain_cast_cache": args.plain_cast_cache,
+                        "time_ratio_lightning_over_plain": ratio,
                                       "paired_ratio_median": statistics.median(ratios),
                                       "paired_ratio_min": min(ratios), "paired_ratio_max": max(ratios),
                                       "overhead_ms_per_step": 1e3 * (min(light) - min(plain)) / timed_steps,
