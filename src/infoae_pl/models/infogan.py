@@ -144,8 +144,7 @@ class InfoGAN(LagrangianModule):
         log_q = super().log_q_generated(x, z)
         if self.code_augmentation is None:
             return log_q
-        code = self.prior().split(z)[1]
-        return log_q + (code * self.encode(self.code_augmentation(x)).logits.log_softmax(-1)).sum(-1)
+        return log_q + self.encode(self.code_augmentation(x)).log_prob_code(z)
 
     def latent_grid(self, samples_per_row: int) -> tuple[Tensor, list[str]]:
         """One row per categorical code value; the columns sweep each continuous code in turn from −2 to 2

@@ -89,9 +89,12 @@ class FactorisedCode(Distribution):
         return torch.cat(parts, -1)
 
     def log_prob(self, value: Tensor) -> Tensor:
-        noise, code, continuous = self.split(value)
-        log_code = (code * self.logits.log_softmax(-1)).sum(-1)
-        return self.noise.log_prob(noise).sum(-1) + log_code + self.continuous.log_prob(continuous).sum(-1)
+        noise, _, continuous = self.split(value)
+        return self.noise.log_prob(noise).sum(-1) + self.log_prob_code(value) + self.continuous.log_prob(continuous).sum(-1)
+
+    def log_prob_code(self, value: Tensor) -> Tensor:
+        """log q(c|x) of the one-hot categorical code in ``value`` alone."""
+        return (self.split(value)[1] * self.logits.log_softmax(-1)).sum(-1)
 
 
 class CodeHead(nn.Module):
